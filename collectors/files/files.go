@@ -1,0 +1,407 @@
+// Package files is the collector for audit trails exported to disk:
+// CloudTrail log files as a trail delivers them (.json.gz with
+// {"Records":[…]}), JSON Lines exports (.jsonl, .ndjson, GCS log-sink .json,
+// optionally gzipped), Azure {"records":[…]} and {"value":[…]} documents,
+// CloudWatch Logs subscription envelopes, and JSON arrays.
+//
+// Its cursor remembers, per file, its size and modification time and how far
+// it has been published (a byte offset for line files, a record index for
+// documents). Files are visited in path order. A file still being written is
+// handled: only complete lines are read, and a document that does not decode
+// yet is retried until it has been unchanged for the settle time; after that
+// it is declared corrupt and its bytes go to the dead-letter subject. Entries
+// of deleted files are dropped from the cursor, so it only grows with the
+// files that exist.
+package files
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/trailkeeper/trailkeeper/collectors"
+	"github.com/trailkeeper/trailkeeper/config"
+	"github.com/trailkeeper/trailkeeper/normalize"
+)
+
+// NewFactory returns the registry entry of this collector.
+func NewFactory() collectors.Factory {
+	return collectors.Factory{
+		NewConfig: func() config.SourceConfig { return NewConfig() },
+		Create: func(_ context.Context, set collectors.Settings, sc config.SourceConfig) ([]collectors.Stream, error) {
+			cfg := sc.(*Config)
+			c := New(cfg, set)
+			return []collectors.Stream{{Key: cfg.Name, Collector: c}}, nil
+		},
+	}
+}
+
+// Collector reads one folder tree.
+type Collector struct {
+	root     string
+	hint     normalize.Format
+	pageSize int
+	settle   time.Duration
+	now      func() time.Time
+	log      *slog.Logger
+
+	// cache holds the records of the last document file read, so paging
+	// through a large file does not decode it once per page.
+	cache struct {
+		id   fileID
+		recs []collectors.Record
+	}
+}
+
+// New returns a collector for cfg.
+func New(cfg *Config, set collectors.Settings) *Collector {
+	now := set.Now
+	if now == nil {
+		now = time.Now
+	}
+	log := set.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Collector{root: cfg.Path, hint: formats[cfg.Format], pageSize: cfg.PageSize, settle: cfg.Settle, now: now, log: log}
+}
+
+type cursor struct {
+	Files map[string]*fileState `json:"files"`
+}
+
+// fileState is how far one file has been published.
+type fileState struct {
+	Size  int64 `json:"size"`
+	MTime int64 `json:"mtime"` // UnixNano
+	// Off is a byte offset into the (decompressed) content for line files,
+	// a record index for documents.
+	Off  int64 `json:"off"`
+	Done bool  `json:"done,omitempty"`
+}
+
+type fileID struct {
+	rel         string
+	size, mtime int64
+}
+
+// supported reports whether name is a file this collector reads.
+func supported(name string) bool {
+	name = strings.TrimSuffix(strings.ToLower(name), ".gz")
+	return strings.HasSuffix(name, ".json") || strings.HasSuffix(name, ".jsonl") || strings.HasSuffix(name, ".ndjson")
+}
+
+// Poll implements collectors.Collector.
+func (c *Collector) Poll(ctx context.Context, cur []byte) (collectors.Page, error) {
+	st := cursor{Files: map[string]*fileState{}}
+	if len(cur) > 0 {
+		if err := json.Unmarshal(cur, &st); err != nil {
+			return collectors.Page{}, fmt.Errorf("decode cursor: %w", err)
+		}
+		if st.Files == nil {
+			st.Files = map[string]*fileState{}
+		}
+	}
+	var rels []string
+	err := filepath.WalkDir(c.root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() && supported(d.Name()) {
+			rel, _ := filepath.Rel(c.root, p)
+			rels = append(rels, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	if err != nil {
+		return collectors.Page{}, fmt.Errorf("list %s: %w", c.root, err)
+	}
+	slices.Sort(rels)
+	for rel := range st.Files {
+		if _, found := slices.BinarySearch(rels, rel); !found {
+			delete(st.Files, rel)
+		}
+	}
+
+	var page collectors.Page
+	for _, rel := range rels {
+		if err := ctx.Err(); err != nil {
+			return collectors.Page{}, err
+		}
+		info, err := os.Stat(filepath.Join(c.root, filepath.FromSlash(rel)))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed since the listing
+		} else if err != nil {
+			return collectors.Page{}, fmt.Errorf("stat %s: %w", rel, err)
+		}
+		id := fileID{rel, info.Size(), info.ModTime().UnixNano()}
+		prev := st.Files[rel]
+		if prev != nil && prev.Done && prev.Size == id.size && prev.MTime == id.mtime {
+			continue
+		}
+		room := c.pageSize - len(page.Records)
+		if room <= 0 {
+			page.More = true
+			break
+		}
+		recs, next, err := c.readFile(id, prev, room)
+		if err != nil {
+			return collectors.Page{}, err
+		}
+		page.Records = append(page.Records, recs...)
+		st.Files[rel] = next
+		if !next.Done && next.Off > offOf(prev) && len(page.Records) >= c.pageSize {
+			page.More = true
+			break
+		}
+	}
+	page.Next, err = json.Marshal(st)
+	if err != nil {
+		return collectors.Page{}, err
+	}
+	return page, nil
+}
+
+func offOf(s *fileState) int64 {
+	if s == nil {
+		return 0
+	}
+	return s.Off
+}
+
+func (c *Collector) settled(id fileID) bool {
+	return c.now().Sub(time.Unix(0, id.mtime)) >= c.settle
+}
+
+// readFile reads up to room records of one file after prev.
+func (c *Collector) readFile(id fileID, prev *fileState, room int) ([]collectors.Record, *fileState, error) {
+	next := &fileState{Size: id.size, MTime: id.mtime}
+	if prev != nil {
+		next.Off = prev.Off
+	}
+	path := filepath.Join(c.root, filepath.FromSlash(id.rel))
+	gz := strings.HasSuffix(strings.ToLower(id.rel), ".gz")
+	base := strings.TrimSuffix(strings.ToLower(id.rel), ".gz")
+	lineFile := strings.HasSuffix(base, ".jsonl") || strings.HasSuffix(base, ".ndjson")
+
+	if lineFile && !gz {
+		return c.readPlainLines(path, id, next, room)
+	}
+
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", id.rel, err)
+	}
+	content := raw
+	if gz && len(raw) > 0 {
+		content, err = gunzip(raw)
+		if err != nil {
+			return c.undecodable(id, raw, next, fmt.Errorf("gzip: %w", err))
+		}
+	}
+	if lineFile || !singleValue(content) {
+		if next.Off > int64(len(content)) { // rewritten shorter: start again
+			next.Off = 0
+		}
+		recs, used := c.splitLines(id.rel, content[next.Off:], next.Off, room, c.settled(id))
+		next.Off += used
+		next.Done = next.Off == int64(len(content)) && c.settled(id)
+		return recs, next, nil
+	}
+
+	recs, err := c.document(id, content)
+	if err != nil {
+		return c.undecodable(id, raw, next, err)
+	}
+	if prev != nil && (prev.Size != id.size || prev.MTime != id.mtime) && prev.Done {
+		next.Off = 0 // a rewritten document is read again; ids dedupe repeats
+	}
+	if next.Off > int64(len(recs)) {
+		next.Off = int64(len(recs))
+	}
+	end := min(next.Off+int64(room), int64(len(recs)))
+	out := recs[next.Off:end]
+	next.Off = end
+	next.Done = end == int64(len(recs))
+	return out, next, nil
+}
+
+// undecodable handles a file that does not decode: still being written
+// (wait), or corrupt once settled (its bytes go to the dead-letter subject,
+// in chunks that fit in a message).
+func (c *Collector) undecodable(id fileID, raw []byte, next *fileState, cause error) ([]collectors.Record, *fileState, error) {
+	if !c.settled(id) {
+		return nil, next, nil
+	}
+	c.log.Warn("file is corrupt; sending its bytes to the dead-letter subject", "file", id.rel, "err", cause)
+	const chunk = 256 << 10
+	n := (len(raw) + chunk - 1) / chunk
+	recs := make([]collectors.Record, 0, n)
+	for i := 0; i < n; i++ {
+		part := raw[i*chunk : min((i+1)*chunk, len(raw))]
+		recs = append(recs, collectors.Record{
+			Raw:    part,
+			Origin: fmt.Sprintf("%s#part=%d/%d", id.rel, i+1, n),
+			Err:    cause,
+		})
+	}
+	next.Off, next.Done = 0, true
+	return recs, next, nil
+}
+
+func (c *Collector) readPlainLines(path string, id fileID, next *fileState, room int) ([]collectors.Record, *fileState, error) {
+	if next.Off > id.size { // truncated or replaced: start again
+		next.Off = 0
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open %s: %w", id.rel, err)
+	}
+	defer f.Close()
+	// Read only up to the size we stat'ed, so a writer appending meanwhile
+	// cannot make us report a state we did not read.
+	data := make([]byte, id.size-next.Off)
+	if _, err := f.ReadAt(data, next.Off); err != nil && err != io.EOF {
+		return nil, nil, fmt.Errorf("read %s: %w", id.rel, err)
+	}
+	recs, used := c.splitLines(id.rel, data, next.Off, room, c.settled(id))
+	next.Off += used
+	next.Done = next.Off == id.size && c.settled(id)
+	return recs, next, nil
+}
+
+// splitLines returns up to room non-blank lines of data and how many bytes
+// they used. A trailing line without newline counts only when final.
+func (c *Collector) splitLines(rel string, data []byte, base int64, room int, final bool) ([]collectors.Record, int64) {
+	var recs []collectors.Record
+	var used int64
+	for len(recs) < room && len(data) > 0 {
+		i := bytes.IndexByte(data, '\n')
+		var line []byte
+		n := i + 1
+		if i < 0 {
+			if !final {
+				break
+			}
+			line, n = data, len(data)
+		} else {
+			line = data[:i]
+		}
+		if t := bytes.TrimSpace(line); len(t) > 0 {
+			recs = append(recs, collectors.Record{
+				Raw:    bytes.Clone(bytes.TrimRight(line, "\r")),
+				Format: c.hint,
+				Origin: fmt.Sprintf("%s@%d", rel, base+used),
+			})
+		}
+		data = data[n:]
+		used += int64(n)
+	}
+	return recs, used
+}
+
+// singleValue reports whether content holds one JSON value (a document)
+// rather than several (JSON Lines in a .json file, as GCS log sinks write).
+func singleValue(content []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(content))
+	var v json.RawMessage
+	if err := dec.Decode(&v); err != nil {
+		return true // let the document path report or wait
+	}
+	_, err := dec.Token()
+	return err == io.EOF
+}
+
+// document splits one JSON document into records, caching the result.
+func (c *Collector) document(id fileID, content []byte) ([]collectors.Record, error) {
+	if c.cache.id == id {
+		return c.cache.recs, nil
+	}
+	recs, err := c.splitDocument(id.rel, content)
+	if err != nil {
+		return nil, err
+	}
+	c.cache.id, c.cache.recs = id, recs
+	return recs, nil
+}
+
+func (c *Collector) splitDocument(rel string, content []byte) ([]collectors.Record, error) {
+	content = bytes.TrimSpace(content)
+	if len(content) == 0 {
+		return nil, nil
+	}
+	elems := func(arr json.RawMessage, f normalize.Format) ([]collectors.Record, error) {
+		var items []json.RawMessage
+		if err := json.Unmarshal(arr, &items); err != nil {
+			return nil, err
+		}
+		if c.hint != normalize.FormatUnknown {
+			f = c.hint
+		}
+		recs := make([]collectors.Record, len(items))
+		for i, it := range items {
+			recs[i] = collectors.Record{Raw: it, Format: f, Origin: fmt.Sprintf("%s#%d", rel, i)}
+		}
+		return recs, nil
+	}
+	if content[0] == '[' {
+		return elems(content, normalize.FormatUnknown)
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(content, &top); err != nil {
+		return nil, err
+	}
+	for _, k := range []struct {
+		key string
+		f   normalize.Format
+	}{
+		{"Records", normalize.FormatCloudTrail},
+		{"records", normalize.FormatAzureExport},
+		{"value", normalize.FormatAzureREST},
+		{"entries", normalize.FormatGCPAudit},
+	} {
+		if arr, ok := top[k.key]; ok && bytes.HasPrefix(bytes.TrimSpace(arr), []byte("[")) {
+			return elems(arr, k.f)
+		}
+	}
+	if evs, ok := top["logEvents"]; ok { // CloudWatch Logs subscription envelope
+		var items []struct {
+			Message string `json:"message"`
+		}
+		if err := json.Unmarshal(evs, &items); err != nil {
+			return nil, err
+		}
+		recs := make([]collectors.Record, len(items))
+		for i, it := range items {
+			recs[i] = collectors.Record{Raw: []byte(it.Message), Format: c.hint, Origin: fmt.Sprintf("%s#%d", rel, i)}
+		}
+		return recs, nil
+	}
+	if _, ok := top["digestStartTime"]; ok {
+		// A CloudTrail digest file is not a record; the S3 trail collector
+		// verifies digests. Nothing to publish here.
+		c.log.Debug("skipping CloudTrail digest file", "file", rel)
+		return nil, nil
+	}
+	return []collectors.Record{{Raw: content, Format: c.hint, Origin: rel}}, nil
+}
+
+func gunzip(b []byte) ([]byte, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	defer zr.Close()
+	return io.ReadAll(zr)
+}

@@ -1,0 +1,376 @@
+// Package config is what users write: the YAML schema of trailkeeper, its
+// defaults, and the checks that report every problem with its path and line.
+//
+// Code that runs the daemon takes settings derived from this, never the YAML.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole file.
+type Config struct {
+	// DataDir holds the embedded JetStream store and file checkpoints.
+	DataDir    string     `yaml:"data_dir"`
+	Log        Log        `yaml:"log"`
+	NATS       NATS       `yaml:"nats"`
+	Stream     Stream     `yaml:"stream"`
+	Checkpoint Checkpoint `yaml:"checkpoint"`
+	Pipeline   Pipeline   `yaml:"pipeline"`
+	HTTP       HTTP       `yaml:"http"`
+	Sources    []Source   `yaml:"sources"`
+}
+
+// Log configures log/slog.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// NATS says where the stream lives. With no URL an embedded server runs.
+type NATS struct {
+	URL       string   `yaml:"url"`
+	CredsFile string   `yaml:"creds_file"`
+	NKeyFile  string   `yaml:"nkey_file"` // a seed file for nkey authentication
+	User      string   `yaml:"user"`
+	Password  Secret   `yaml:"password"`
+	Token     Secret   `yaml:"token"`
+	TLS       TLS      `yaml:"tls"`
+	Embedded  Embedded `yaml:"embedded"`
+	// SyncInterval is how long the server may hold written messages before
+	// fsync. The pipeline saves a cursor only this long after the last ack
+	// (DESIGN §2). Embedded: applied to the server. External: set it to the
+	// cluster's sync_interval; 0 trusts replication alone.
+	SyncInterval time.Duration `yaml:"sync_interval"`
+}
+
+// TLS for an external NATS connection.
+type TLS struct {
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Embedded configures the in-process nats-server.
+type Embedded struct {
+	Host string `yaml:"host"`
+	// Port for SIEM clients; -1 picks a free port, 0 disables the listener.
+	Port int `yaml:"port"`
+	// SyncAlways fsyncs every message (slow, for the paranoid).
+	SyncAlways bool `yaml:"sync_always"`
+	// MaxPayload is the largest message the server accepts.
+	MaxPayload int32 `yaml:"max_payload"`
+}
+
+// Stream configures the JetStream stream that holds everything.
+type Stream struct {
+	Name string `yaml:"name"`
+	// DuplicateWindow must cover every re-poll overlap, or re-read records
+	// would be stored twice.
+	DuplicateWindow time.Duration `yaml:"duplicate_window"`
+	MaxAge          time.Duration `yaml:"max_age"` // 0 keeps forever
+	MaxBytes        int64         `yaml:"max_bytes"`
+	Replicas        int           `yaml:"replicas"`
+}
+
+// Checkpoint configures where cursors are saved.
+type Checkpoint struct {
+	Store  string `yaml:"store"`  // kv (default), file or memory
+	Bucket string `yaml:"bucket"` // kv bucket name
+	Dir    string `yaml:"dir"`    // file store folder (default: <data_dir>/checkpoints)
+}
+
+// Pipeline tunes the per-source loop.
+type Pipeline struct {
+	RetryInitial    time.Duration `yaml:"retry_initial"`
+	RetryMax        time.Duration `yaml:"retry_max"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// HTTP configures the metrics and health endpoint.
+type HTTP struct {
+	Listen string `yaml:"listen"` // empty disables it
+}
+
+// SourceBase is what every source has. Collector configs embed it inline.
+type SourceBase struct {
+	Name         string        `yaml:"name"`
+	Type         string        `yaml:"type"`
+	PollInterval time.Duration `yaml:"poll_interval"`
+}
+
+// Base returns the common fields; it lets Source.Settings be any collector
+// config that embeds SourceBase.
+func (b *SourceBase) Base() *SourceBase { return b }
+
+// SourceConfig is a collector's typed config.
+type SourceConfig interface {
+	Base() *SourceBase
+	Validate() error
+}
+
+// SourceTypes knows the collector configs. The collectors registry
+// implements it; config does not import the collectors.
+type SourceTypes interface {
+	// NewSourceConfig returns the defaults of a source of type typ, or false
+	// if no collector has that type.
+	NewSourceConfig(typ string) (SourceConfig, bool)
+	// Types lists the known types, for messages.
+	Types() []string
+}
+
+// Source is one entry of sources: the collector's own config.
+type Source struct {
+	Settings SourceConfig
+	node     *yaml.Node
+}
+
+// UnmarshalYAML keeps the node: the type decides the schema, so the entry is
+// decoded in a second pass.
+func (s *Source) UnmarshalYAML(n *yaml.Node) error { s.node = n; return nil }
+
+// Default returns the built-in configuration; user YAML is decoded over it.
+func Default() *Config {
+	return &Config{
+		DataDir: "./data",
+		Log:     Log{Level: "info", Format: "text"},
+		NATS: NATS{
+			Embedded:     Embedded{Host: "127.0.0.1", Port: 4222, MaxPayload: 8 << 20},
+			SyncInterval: time.Second,
+		},
+		Stream:     Stream{Name: "AUDIT", DuplicateWindow: 2 * time.Hour, Replicas: 1},
+		Checkpoint: Checkpoint{Store: "kv", Bucket: "trailkeeper-cursors"},
+		Pipeline:   Pipeline{RetryInitial: time.Second, RetryMax: 5 * time.Minute, ShutdownTimeout: 15 * time.Second},
+		HTTP:       HTTP{Listen: "127.0.0.1:9464"},
+	}
+}
+
+// Load reads, substitutes, decodes and validates a config file. The error,
+// if any, is Problems: every problem in the file, each with path and line.
+func Load(path string, types SourceTypes) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(data, path, types)
+}
+
+// Parse is Load on bytes; file names the source in messages and anchors
+// relative ${file:…} references.
+func Parse(data []byte, file string, types SourceTypes) (*Config, error) {
+	d := &decoder{file: file, lines: map[string]int{}, substituted: map[*yaml.Node]bool{}}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, Problems{{File: file, Line: yamlErrLine(err), Msg: err.Error()}}
+	}
+	cfg := Default()
+	if len(root.Content) > 0 {
+		d.substitute(&root, "", filepath.Dir(file))
+		d.check(&root, reflect.TypeOf(cfg).Elem(), "")
+		if len(d.problems) == 0 {
+			if err := root.Decode(cfg); err != nil {
+				d.add(&root, "", "%v", err)
+			}
+		}
+		for i := range cfg.Sources {
+			d.decodeSource(&cfg.Sources[i], fmt.Sprintf("sources[%d]", i), types)
+		}
+	}
+	if len(d.problems) == 0 {
+		for _, e := range flatten(cfg.Validate()) {
+			var fe *FieldError
+			if errors.As(e, &fe) {
+				d.problems = append(d.problems, Problem{File: file, Line: d.lineOf(fe.Path), Path: fe.Path, Msg: fe.Msg})
+			} else if e != nil {
+				d.problems = append(d.problems, Problem{File: file, Msg: e.Error()})
+			}
+		}
+	}
+	if len(d.problems) > 0 {
+		return nil, d.problems.sorted()
+	}
+	return cfg, nil
+}
+
+func (d *decoder) decodeSource(s *Source, path string, types SourceTypes) {
+	n := s.node
+	if n == nil {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		d.add(n, path, "expected a mapping, got %s", d.describe(n))
+		return
+	}
+	var typ *yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "type" {
+			typ = n.Content[i+1]
+		}
+	}
+	if typ == nil || typ.Value == "" {
+		d.add(n, path+".type", "missing (one of: %s)", strings.Join(types.Types(), ", "))
+		return
+	}
+	sc, ok := types.NewSourceConfig(typ.Value)
+	if !ok {
+		d.add(typ, path+".type", "unknown source type %q (one of: %s)", typ.Value, strings.Join(types.Types(), ", "))
+		return
+	}
+	before := len(d.problems)
+	d.check(n, reflect.TypeOf(sc), path)
+	if len(d.problems) > before {
+		return
+	}
+	if err := n.Decode(sc); err != nil {
+		d.add(n, path, "%v", err)
+		return
+	}
+	s.Settings = sc
+}
+
+// natsName is what JetStream accepts as a stream or bucket name.
+var natsName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+var sourceName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// Validate reports every problem, joined; each is a *FieldError.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(path, format string, args ...any) { errs = append(errs, Errorf(path, format, args...)) }
+	if c.DataDir == "" {
+		bad("data_dir", "must not be empty")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "must be text or json, not %q", c.Log.Format)
+	}
+	n := c.NATS
+	if n.URL == "" {
+		if net.ParseIP(n.Embedded.Host) == nil && n.Embedded.Host != "localhost" {
+			bad("nats.embedded.host", "must be an IP address, not %q", n.Embedded.Host)
+		}
+		if n.Embedded.Port < -1 || n.Embedded.Port > 65535 {
+			bad("nats.embedded.port", "must be -1 (any free port), 0 (no listener) or a port number, not %d", n.Embedded.Port)
+		}
+		if n.Embedded.MaxPayload < 1<<20 || n.Embedded.MaxPayload > 64<<20 {
+			bad("nats.embedded.max_payload", "must be between 1 MiB and 64 MiB")
+		}
+		for _, k := range []struct{ path, v string }{{"nats.creds_file", n.CredsFile}, {"nats.nkey_file", n.NKeyFile}, {"nats.user", n.User}, {"nats.tls.ca_file", n.TLS.CAFile}} {
+			if k.v != "" {
+				bad(k.path, "is only used with nats.url")
+			}
+		}
+	}
+	if n.SyncInterval < 0 {
+		bad("nats.sync_interval", "must not be negative")
+	}
+	if (n.TLS.CertFile == "") != (n.TLS.KeyFile == "") {
+		bad("nats.tls", "cert_file and key_file go together")
+	}
+	if n.Password != "" && n.User == "" {
+		bad("nats.password", "needs nats.user")
+	}
+	auth := 0
+	for _, set := range []bool{n.CredsFile != "", n.NKeyFile != "", n.User != "", n.Token != ""} {
+		if set {
+			auth++
+		}
+	}
+	if auth > 1 {
+		bad("nats", "use one of creds_file, nkey_file, user/password or token")
+	}
+	for _, f := range []struct{ path, v string }{{"nats.creds_file", n.CredsFile}, {"nats.nkey_file", n.NKeyFile}, {"nats.tls.ca_file", n.TLS.CAFile}, {"nats.tls.cert_file", n.TLS.CertFile}, {"nats.tls.key_file", n.TLS.KeyFile}} {
+		if f.v != "" {
+			if _, err := os.Stat(f.v); err != nil {
+				bad(f.path, "%v", errWithoutPath(err))
+			}
+		}
+	}
+	if !natsName.MatchString(c.Stream.Name) {
+		bad("stream.name", "must be letters, digits, _ or -")
+	}
+	if c.Stream.DuplicateWindow < time.Minute {
+		bad("stream.duplicate_window", "must be at least 1m: it must cover the collectors' re-poll overlap")
+	}
+	if c.Stream.MaxAge != 0 && c.Stream.MaxAge < c.Stream.DuplicateWindow {
+		bad("stream.max_age", "must be 0 (keep forever) or at least the duplicate window")
+	}
+	if c.Stream.Replicas < 1 || c.Stream.Replicas > 5 {
+		bad("stream.replicas", "must be between 1 and 5")
+	}
+	switch c.Checkpoint.Store {
+	case "kv":
+		if !natsName.MatchString(c.Checkpoint.Bucket) {
+			bad("checkpoint.bucket", "must be letters, digits, _ or -")
+		}
+	case "file", "memory":
+	default:
+		bad("checkpoint.store", "must be kv, file or memory, not %q", c.Checkpoint.Store)
+	}
+	p := c.Pipeline
+	if p.RetryInitial <= 0 {
+		bad("pipeline.retry_initial", "must be positive")
+	}
+	if p.RetryMax < p.RetryInitial {
+		bad("pipeline.retry_max", "must be at least retry_initial")
+	}
+	if p.ShutdownTimeout <= 0 {
+		bad("pipeline.shutdown_timeout", "must be positive")
+	}
+	if c.HTTP.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+			bad("http.listen", "must be host:port, not %q", c.HTTP.Listen)
+		}
+	}
+	names := map[string]int{}
+	for i, s := range c.Sources {
+		path := fmt.Sprintf("sources[%d]", i)
+		if s.Settings == nil {
+			continue
+		}
+		b := s.Settings.Base()
+		switch prev, dup := names[b.Name]; {
+		case !sourceName.MatchString(b.Name):
+			bad(path+".name", "must be 1-63 of a-z, 0-9, _ and -, starting with a letter or digit, not %q", b.Name)
+		case dup:
+			bad(path+".name", "%q is already the name of sources[%d]", b.Name, prev)
+		default:
+			names[b.Name] = i
+		}
+		if b.PollInterval <= 0 {
+			bad(path+".poll_interval", "must be positive")
+		}
+		if err := s.Settings.Validate(); err != nil {
+			errs = append(errs, Prefix(path, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+)`)
+
+func yamlErrLine(err error) int {
+	m := yamlLine.FindStringSubmatch(err.Error())
+	if m == nil {
+		return 0
+	}
+	var l int
+	fmt.Sscan(m[1], &l)
+	return l
+}

@@ -1,0 +1,87 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// refPattern matches ${env:NAME} and ${file:PATH}; $${ escapes a literal ${.
+var refPattern = regexp.MustCompile(`\$?\$\{(env|file):([^}]*)\}`)
+
+// substitute replaces references in every scalar of the tree, so secrets
+// can live in the environment or in files instead of the config. Paths of
+// ${file:…} are relative to the config file's folder.
+func (d *decoder) substitute(n *yaml.Node, path, baseDir string) {
+	switch n.Kind {
+	case yaml.DocumentNode, yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := path
+			if n.Kind == yaml.SequenceNode {
+				p = path + "[" + itoa(i) + "]"
+			}
+			d.substitute(c, p, baseDir)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			d.substitute(n.Content[i+1], join(path, n.Content[i].Value), baseDir)
+		}
+	case yaml.ScalarNode:
+		if !strings.Contains(n.Value, "${") {
+			return
+		}
+		changed := false
+		n.Value = refPattern.ReplaceAllStringFunc(n.Value, func(ref string) string {
+			if strings.HasPrefix(ref, "$$") {
+				return ref[1:]
+			}
+			m := refPattern.FindStringSubmatch(ref)
+			kind, name := m[1], strings.TrimSpace(m[2])
+			changed = true
+			switch kind {
+			case "env":
+				v, ok := os.LookupEnv(name)
+				if !ok {
+					d.add(n, path, "environment variable %s is not set", name)
+				}
+				return v
+			default:
+				p := name
+				if !filepath.IsAbs(p) {
+					p = filepath.Join(baseDir, p)
+				}
+				b, err := os.ReadFile(p)
+				if err != nil {
+					d.add(n, path, "cannot read ${file:%s}: %v", name, errWithoutPath(err))
+					return ""
+				}
+				return strings.TrimRight(string(b), "\r\n")
+			}
+		})
+		if changed {
+			d.substituted[n] = true
+			// Resolve the tag again from the new value, so that a port from
+			// the environment decodes as a number; string fields keep the
+			// text as written either way.
+			n.Tag, n.Style = "", 0
+		}
+	}
+}
+
+func errWithoutPath(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+func itoa(i int) string {
+	const digits = "0123456789"
+	if i < 10 {
+		return digits[i : i+1]
+	}
+	return itoa(i/10) + digits[i%10:i%10+1]
+}

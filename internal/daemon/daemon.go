@@ -1,0 +1,275 @@
+// Package daemon wires config into running parts and owns their lifecycle:
+// start consumers before producers (stream, then checkpoints, then
+// pipelines), stop producers before consumers (pipelines finish their page,
+// then NATS drains, then the embedded server stops).
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	tkcollectors "github.com/trailkeeper/trailkeeper/collectors"
+	"github.com/trailkeeper/trailkeeper/collectors/registry"
+	"github.com/trailkeeper/trailkeeper/config"
+	"github.com/trailkeeper/trailkeeper/internal/checkpoint"
+	"github.com/trailkeeper/trailkeeper/internal/embednats"
+	"github.com/trailkeeper/trailkeeper/internal/httpapi"
+	"github.com/trailkeeper/trailkeeper/internal/pipeline"
+	"github.com/trailkeeper/trailkeeper/sink/jetstream"
+)
+
+// Settings is what the caller passes in besides the config.
+type Settings struct {
+	Logger   *slog.Logger
+	Registry registry.Registry
+	// OnReady, if set, is called once everything has started, with the
+	// addresses a client needs (for tests and the start-up log).
+	OnReady func(Addrs)
+}
+
+// Addrs are where the daemon can be reached.
+type Addrs struct {
+	NATS string // the embedded server's client URL, or the external URL
+	HTTP string
+}
+
+// Run starts everything, runs until ctx ends, then stops in order. It
+// returns nil after a clean stop.
+func Run(ctx context.Context, cfg *config.Config, set Settings) error {
+	log := set.Logger
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+
+	conn, err := connect(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer conn.close(log)
+
+	js, err := natsjs.New(conn.nc, natsjs.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	if _, err := jetstream.EnsureStream(ctx, js, jetstream.StreamConfig{
+		Name:            cfg.Stream.Name,
+		DuplicateWindow: cfg.Stream.DuplicateWindow,
+		MaxAge:          cfg.Stream.MaxAge,
+		MaxBytes:        cfg.Stream.MaxBytes,
+		Replicas:        cfg.Stream.Replicas,
+	}); err != nil {
+		return err
+	}
+	store, err := openStore(ctx, cfg, js)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	dups := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "trailkeeper_publish_duplicates_total",
+		Help: "Messages the stream dropped as duplicates (re-polled overlap, restarts).",
+	})
+	reg.MustRegister(dups)
+	metrics := pipeline.NewMetrics(reg)
+	pub := jetstream.NewPublisher(js, cfg.Stream.Name)
+	pub.OnDuplicate = func(n int) { dups.Add(float64(n)) }
+
+	checkpointDelay := cfg.NATS.SyncInterval
+	if cfg.NATS.URL == "" && cfg.NATS.Embedded.SyncAlways {
+		checkpointDelay = 0
+	}
+	var pipes []*pipeline.Pipeline
+	for _, src := range cfg.Sources {
+		b := src.Settings.Base()
+		f, ok := set.Registry.Factory(b.Type)
+		if !ok {
+			return fmt.Errorf("source %s: unknown type %q", b.Name, b.Type)
+		}
+		srcLog := log.With("source", b.Name)
+		streams, err := f.Create(ctx, tkcollectors.Settings{Logger: srcLog, DataDir: cfg.DataDir}, src.Settings)
+		if err != nil {
+			return fmt.Errorf("source %s: %w", b.Name, err)
+		}
+		for _, st := range streams {
+			pipes = append(pipes, pipeline.New(pipeline.Settings{
+				Source:          b.Name,
+				Stream:          st,
+				Store:           store,
+				Sink:            pub,
+				Logger:          log,
+				Metrics:         metrics,
+				PollInterval:    b.PollInterval,
+				CheckpointDelay: checkpointDelay,
+				RetryInitial:    cfg.Pipeline.RetryInitial,
+				RetryMax:        cfg.Pipeline.RetryMax,
+				ShutdownTimeout: cfg.Pipeline.ShutdownTimeout,
+			}))
+		}
+	}
+
+	ready := func() error {
+		if !conn.nc.IsConnected() {
+			return errors.New("not connected to NATS")
+		}
+		var errs []error
+		for _, p := range pipes {
+			st := p.Status()
+			// One failure is weather; several intervals of it is a problem.
+			if !st.FailingSince.IsZero() && time.Since(st.FailingSince) > 3*max(p.PollInterval(), 10*time.Second) {
+				errs = append(errs, fmt.Errorf("failing since %s: %w", st.FailingSince.Format(time.RFC3339), st.LastError))
+			}
+		}
+		return errors.Join(errs...)
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	addrs := Addrs{NATS: conn.url}
+	if cfg.HTTP.Listen != "" {
+		srv, err := httpapi.Listen(cfg.HTTP.Listen, httpapi.Handler(reg, ready), log)
+		if err != nil {
+			return err
+		}
+		addrs.HTTP = srv.Addr()
+		g.Go(func() error { return srv.Run(gctx) })
+	}
+	for _, p := range pipes {
+		g.Go(func() error { return p.Run(gctx) })
+	}
+	log.Info("trailkeeper running", "nats", addrs.NATS, "http", addrs.HTTP, "stream", cfg.Stream.Name, "streams", len(pipes))
+	if set.OnReady != nil {
+		set.OnReady(addrs)
+	}
+	err = g.Wait()
+	log.Info("trailkeeper stopping")
+	return err
+}
+
+func openStore(ctx context.Context, cfg *config.Config, js natsjs.JetStream) (checkpoint.Store, error) {
+	switch cfg.Checkpoint.Store {
+	case "file":
+		dir := cfg.Checkpoint.Dir
+		if dir == "" {
+			dir = filepath.Join(cfg.DataDir, "checkpoints")
+		}
+		return checkpoint.NewFile(dir)
+	case "memory":
+		return checkpoint.NewMemory(), nil
+	default:
+		return checkpoint.NewKV(ctx, js, checkpoint.KVConfig{Bucket: cfg.Checkpoint.Bucket, Replicas: cfg.Stream.Replicas})
+	}
+}
+
+// natsConn is the connection, plus the embedded server behind it if any.
+type natsConn struct {
+	nc       *nats.Conn
+	embedded *embednats.Server
+	url      string
+	once     sync.Once
+}
+
+func connect(ctx context.Context, cfg *config.Config, log *slog.Logger) (*natsConn, error) {
+	opts, err := natsOptions(cfg.NATS, log)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.NATS.URL != "" {
+		nc, err := nats.Connect(cfg.NATS.URL, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("connect to NATS %s: %w", cfg.NATS.URL, err)
+		}
+		return &natsConn{nc: nc, url: nc.ConnectedUrlRedacted()}, nil
+	}
+	e := cfg.NATS.Embedded
+	srv, err := embednats.Start(ctx, embednats.Settings{
+		StoreDir:     filepath.Join(cfg.DataDir, "jetstream"),
+		Host:         e.Host,
+		Port:         e.Port,
+		SyncInterval: cfg.NATS.SyncInterval,
+		SyncAlways:   e.SyncAlways,
+		MaxPayload:   e.MaxPayload,
+		Logger:       log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	nc, err := srv.Connect(opts...)
+	if err != nil {
+		srv.Shutdown()
+		return nil, fmt.Errorf("connect to embedded NATS: %w", err)
+	}
+	return &natsConn{nc: nc, embedded: srv, url: srv.ClientURL()}, nil
+}
+
+// close drains the connection (pending acks and publishes complete), then
+// stops the embedded server, which flushes its store.
+func (c *natsConn) close(log *slog.Logger) {
+	c.once.Do(func() {
+		closed := make(chan struct{})
+		c.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+		if err := c.nc.Drain(); err != nil {
+			c.nc.Close()
+		} else {
+			select {
+			case <-closed:
+			case <-time.After(30 * time.Second):
+				log.Warn("NATS drain timed out")
+				c.nc.Close()
+			}
+		}
+		if c.embedded != nil {
+			c.embedded.Shutdown()
+		}
+	})
+}
+
+// natsOptions turns the config into connection options; the same options
+// serve the embedded and the external server.
+func natsOptions(c config.NATS, log *slog.Logger) ([]nats.Option, error) {
+	opts := []nats.Option{
+		nats.Name("trailkeeper"),
+		nats.MaxReconnects(-1), // an audit daemon waits for its broker
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("NATS disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { log.Warn("NATS error", "err", err) }),
+	}
+	switch {
+	case c.CredsFile != "":
+		opts = append(opts, nats.UserCredentials(c.CredsFile))
+	case c.NKeyFile != "":
+		o, err := nats.NkeyOptionFromSeed(c.NKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("nats.nkey_file: %w", err)
+		}
+		opts = append(opts, o)
+	case c.User != "":
+		opts = append(opts, nats.UserInfo(c.User, c.Password.Value()))
+	case c.Token != "":
+		opts = append(opts, nats.Token(c.Token.Value()))
+	}
+	if c.TLS.CAFile != "" {
+		opts = append(opts, nats.RootCAs(c.TLS.CAFile))
+	}
+	if c.TLS.CertFile != "" {
+		opts = append(opts, nats.ClientCert(c.TLS.CertFile, c.TLS.KeyFile))
+	}
+	return opts, nil
+}

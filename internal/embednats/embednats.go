@@ -1,0 +1,119 @@
+// Package embednats runs nats-server with JetStream inside the process. The
+// daemon uses it when no external NATS URL is configured, and every test
+// that needs a broker uses it too, so the code we ship is the code we test.
+package embednats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Settings of the embedded server.
+type Settings struct {
+	// StoreDir holds the JetStream file store.
+	StoreDir string
+	// Host and Port of the client listener; Port -1 picks a free port and
+	// Port 0 runs without a listener (in-process connections only).
+	Host string
+	Port int
+	// SyncInterval is how often the file store fsyncs (nats-server's
+	// default is 2 min; the daemon uses 1 s). SyncAlways fsyncs every write.
+	SyncInterval time.Duration
+	SyncAlways   bool
+	MaxPayload   int32
+	// ServerName defaults to "trailkeeper".
+	ServerName string
+	// Logger receives the server's notices and errors; nil discards them.
+	Logger *slog.Logger
+	// ReadyTimeout bounds start-up; default 10 s.
+	ReadyTimeout time.Duration
+}
+
+// Server is a running embedded nats-server.
+type Server struct {
+	ns *server.Server
+}
+
+// Start runs the server and waits until it accepts connections.
+func Start(ctx context.Context, s Settings) (*Server, error) {
+	if s.StoreDir == "" {
+		return nil, errors.New("embednats: StoreDir is required")
+	}
+	opts := &server.Options{
+		ServerName:            s.ServerName,
+		Host:                  s.Host,
+		Port:                  s.Port,
+		DontListen:            s.Port == 0,
+		JetStream:             true,
+		StoreDir:              s.StoreDir,
+		SyncInterval:          s.SyncInterval,
+		SyncAlways:            s.SyncAlways,
+		MaxPayload:            s.MaxPayload,
+		NoSigs:                true, // the daemon owns the signals
+		NoSystemAccount:       true,
+		DisableShortFirstPing: true,
+	}
+	if opts.ServerName == "" {
+		opts.ServerName = "trailkeeper"
+	}
+	if opts.Host == "" {
+		opts.Host = "127.0.0.1"
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	if s.Logger != nil {
+		ns.SetLoggerV2(&logAdapter{l: s.Logger.With("component", "nats-server")}, false, false, false)
+	}
+	ns.Start()
+	timeout := s.ReadyTimeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
+		timeout = time.Until(dl)
+	}
+	if !ns.ReadyForConnections(timeout) {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, fmt.Errorf("embedded nats: not ready after %s", timeout)
+	}
+	return &Server{ns: ns}, nil
+}
+
+// Connect opens an in-process connection (no socket).
+func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
+	opts = append([]nats.Option{nats.InProcessServer(s.ns)}, opts...)
+	return nats.Connect("", opts...)
+}
+
+// ClientURL is the listener's URL, or "" when it has none.
+func (s *Server) ClientURL() string {
+	if s.ns.Addr() == nil {
+		return ""
+	}
+	return s.ns.ClientURL()
+}
+
+// Shutdown stops the server and waits until it has stopped; the file store
+// is flushed. Safe to call more than once.
+func (s *Server) Shutdown() {
+	s.ns.Shutdown()
+	s.ns.WaitForShutdown()
+}
+
+type logAdapter struct{ l *slog.Logger }
+
+func (a *logAdapter) Noticef(f string, v ...any) { a.l.Debug(fmt.Sprintf(f, v...)) }
+func (a *logAdapter) Warnf(f string, v ...any)   { a.l.Warn(fmt.Sprintf(f, v...)) }
+func (a *logAdapter) Fatalf(f string, v ...any)  { a.l.Error(fmt.Sprintf(f, v...)) }
+func (a *logAdapter) Errorf(f string, v ...any)  { a.l.Error(fmt.Sprintf(f, v...)) }
+func (a *logAdapter) Debugf(f string, v ...any)  { a.l.Debug(fmt.Sprintf(f, v...)) }
+func (a *logAdapter) Tracef(f string, v ...any)  { a.l.Debug(fmt.Sprintf(f, v...)) }

@@ -1,0 +1,380 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/trailkeeper/trailkeeper/collectors"
+	"github.com/trailkeeper/trailkeeper/internal/checkpoint"
+	"github.com/trailkeeper/trailkeeper/normalize"
+	"github.com/trailkeeper/trailkeeper/sink"
+	"github.com/trailkeeper/trailkeeper/sink/jetstream"
+)
+
+// Headers of dead-letter messages.
+const (
+	HeaderError  = "Trailkeeper-Error"
+	HeaderOrigin = "Trailkeeper-Origin"
+	HeaderSource = "Trailkeeper-Source"
+)
+
+// Correlator enriches the events of a page before they are published (IaC
+// run links). It may change the events in place, including their JSON. A
+// non-nil error fails the page, which is retried. It is called from one
+// goroutine per pipeline, but shared by all pipelines.
+type Correlator interface {
+	Correlate(ctx context.Context, events []*normalize.Event) error
+}
+
+// NopCorrelator leaves events as they are.
+type NopCorrelator struct{}
+
+// Correlate implements Correlator.
+func (NopCorrelator) Correlate(context.Context, []*normalize.Event) error { return nil }
+
+// Settings of one pipeline.
+type Settings struct {
+	Source     string // the source's name, for metrics and logs
+	Stream     collectors.Stream
+	Store      checkpoint.Store
+	Sink       sink.Sink
+	Correlator Correlator // nil: NopCorrelator
+	Logger     *slog.Logger
+	Metrics    *Metrics // nil: a throw-away registry
+
+	PollInterval time.Duration
+	// CheckpointDelay is the broker's fsync interval; see the package doc.
+	CheckpointDelay time.Duration
+	RetryInitial    time.Duration
+	RetryMax        time.Duration
+	ShutdownTimeout time.Duration
+	Now             func() time.Time // nil: time.Now
+}
+
+// Pipeline is the loop of one source stream.
+type Pipeline struct {
+	set Settings
+	log *slog.Logger
+	m   *Metrics
+
+	mu           sync.Mutex
+	failingSince time.Time
+	lastErr      error
+}
+
+// New returns a pipeline; call Run to start it.
+func New(set Settings) *Pipeline {
+	if set.Correlator == nil {
+		set.Correlator = NopCorrelator{}
+	}
+	if set.Logger == nil {
+		set.Logger = slog.New(slog.DiscardHandler)
+	}
+	if set.Metrics == nil {
+		set.Metrics = NewMetrics(prometheus.NewRegistry())
+	}
+	if set.Now == nil {
+		set.Now = time.Now
+	}
+	if set.RetryInitial <= 0 {
+		set.RetryInitial = time.Second
+	}
+	if set.RetryMax < set.RetryInitial {
+		set.RetryMax = max(set.RetryInitial, 5*time.Minute)
+	}
+	return &Pipeline{set: set, m: set.Metrics, log: set.Logger.With("source", set.Source, "stream", set.Stream.Key)}
+}
+
+// Status says whether the pipeline is failing, and since when.
+type Status struct {
+	FailingSince time.Time // zero when healthy
+	LastError    error
+}
+
+// Status returns the current status; safe for concurrent use.
+func (p *Pipeline) Status() Status {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return Status{FailingSince: p.failingSince, LastError: p.lastErr}
+}
+
+// PollInterval is the configured interval, for health checks.
+func (p *Pipeline) PollInterval() time.Duration { return p.set.PollInterval }
+
+func (p *Pipeline) setErr(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err == nil {
+		p.failingSince, p.lastErr = time.Time{}, nil
+		return
+	}
+	if p.failingSince.IsZero() {
+		p.failingSince = p.set.Now()
+	}
+	p.lastErr = err
+}
+
+type pendingSave struct {
+	cursor []byte
+	due    time.Time
+}
+
+// Run loops until ctx ends; see the package doc. It returns nil after a
+// clean stop, or the error that made it stop (never a page failure, which
+// is retried).
+func (p *Pipeline) Run(ctx context.Context) error {
+	// work outlives ctx by ShutdownTimeout, for the page in flight.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	stopGrace := context.AfterFunc(ctx, func() {
+		time.AfterFunc(p.set.ShutdownTimeout, cancelWork)
+	})
+	defer stopGrace()
+
+	var cursor []byte
+	err := p.retry(ctx, p.m.saveErrors, "load cursor", func() error {
+		var err error
+		cursor, err = p.set.Store.Load(ctx, p.set.Stream.Key)
+		return err
+	})
+	if err != nil {
+		return nil // stopped before it started
+	}
+
+	var pending []pendingSave
+	for ctx.Err() == nil {
+		var page collectors.Page
+		start := time.Now()
+		err := p.retry(ctx, p.m.pollErrors, "poll", func() error {
+			var err error
+			page, err = p.set.Stream.Collector.Poll(ctx, cursor)
+			return err
+		})
+		if err != nil {
+			break // stopped
+		}
+		p.m.pollSeconds.WithLabelValues(p.set.Source).Observe(time.Since(start).Seconds())
+		p.m.polled.WithLabelValues(p.set.Source).Add(float64(len(page.Records)))
+
+		if len(page.Records) > 0 {
+			if err := p.publishPage(work, page); err != nil {
+				break // abandoned at shutdown: nothing saved
+			}
+			pending = append(pending, pendingSave{page.Next, p.set.Now().Add(p.set.CheckpointDelay)})
+		} else if page.Next != nil {
+			// Nothing to publish, so nothing to wait for: the collector
+			// may still have moved (skipped files, advanced a window).
+			pending = append(pending, pendingSave{page.Next, p.set.Now()})
+		}
+		if page.Next != nil {
+			cursor = page.Next
+		}
+		pending = p.saveDue(work, pending, false)
+		if page.More {
+			continue
+		}
+		pending = p.idle(ctx, work, pending)
+	}
+	// Stopping: save the newest cursor once it is ripe, within the grace.
+	p.saveDue(work, pending, true)
+	return nil
+}
+
+// idle waits one poll interval, saving cursors as they ripen.
+func (p *Pipeline) idle(ctx, work context.Context, pending []pendingSave) []pendingSave {
+	next := time.NewTimer(p.set.PollInterval)
+	defer next.Stop()
+	for {
+		var ripe <-chan time.Time
+		var t *time.Timer
+		if len(pending) > 0 {
+			t = time.NewTimer(pending[0].due.Sub(p.set.Now()))
+			ripe = t.C
+		}
+		select {
+		case <-ctx.Done():
+		case <-next.C:
+		case <-ripe:
+			pending = p.saveDue(work, pending, false)
+			continue
+		}
+		if t != nil {
+			t.Stop()
+		}
+		return pending
+	}
+}
+
+// saveDue saves the newest pending cursor whose delay has passed (all of
+// them when final, waiting for the last one to ripen) and returns the rest.
+func (p *Pipeline) saveDue(work context.Context, pending []pendingSave, final bool) []pendingSave {
+	if len(pending) == 0 {
+		return pending
+	}
+	now := p.set.Now()
+	n := 0
+	for n < len(pending) && !pending[n].due.After(now) {
+		n++
+	}
+	if final && n < len(pending) {
+		last := pending[len(pending)-1]
+		t := time.NewTimer(last.due.Sub(now))
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-work.Done():
+			// Grace is over; save what is ripe and abandon the rest.
+			return p.saveDue(work, pending, false)
+		}
+		n = len(pending)
+	}
+	if n == 0 {
+		return pending
+	}
+	cur := pending[n-1].cursor
+	err := p.retry(work, p.m.saveErrors, "save cursor", func() error {
+		return p.set.Store.Save(work, p.set.Stream.Key, cur)
+	})
+	if err != nil {
+		return pending // abandoned at shutdown
+	}
+	p.m.saves.WithLabelValues(p.set.Source).Inc()
+	return pending[n:]
+}
+
+// publishPage normalizes, correlates and publishes one page, retrying until
+// every message is acknowledged or work ends.
+func (p *Pipeline) publishPage(work context.Context, page collectors.Page) error {
+	msgs, events, dead := p.build(page)
+	err := p.retry(work, p.m.pubErrors, "correlate", func() error {
+		return p.set.Correlator.Correlate(work, events)
+	})
+	if err != nil {
+		return err
+	}
+	for i, ev := range events {
+		msgs[i].Data = ev.JSON // the correlator may have rewritten it
+	}
+	start := time.Now()
+	err = p.retry(work, p.m.pubErrors, "publish", func() error {
+		return p.set.Sink.Publish(work, msgs)
+	})
+	if err != nil {
+		p.log.Warn("page abandoned at shutdown; it will be polled again", "count", len(msgs))
+		return err
+	}
+	p.m.pubSeconds.WithLabelValues(p.set.Source).Observe(time.Since(start).Seconds())
+	var newest time.Time
+	perCloud := map[string]int{}
+	for _, ev := range events {
+		perCloud[ev.Cloud]++
+		if ev.Time.After(newest) {
+			newest = ev.Time
+		}
+	}
+	for cloud, n := range perCloud {
+		p.m.published.WithLabelValues(p.set.Source, cloud).Add(float64(n))
+	}
+	for cloud, n := range dead {
+		p.m.deadletter.WithLabelValues(p.set.Source, cloud).Add(float64(n))
+	}
+	if !newest.IsZero() {
+		p.m.lag.WithLabelValues(p.set.Source, p.set.Stream.Key).Set(p.set.Now().Sub(newest).Seconds())
+	}
+	deadN := len(msgs) - len(events)
+	p.log.Info("page published", "count", len(events), "deadletter", deadN, "newest", newest)
+	return nil
+}
+
+// build turns records into messages: events first (in the order of the
+// returned events slice), then dead letters.
+func (p *Pipeline) build(page collectors.Page) ([]sink.Message, []*normalize.Event, map[string]int) {
+	events := make([]*normalize.Event, 0, len(page.Records))
+	var deadMsgs []sink.Message
+	dead := map[string]int{}
+	for _, r := range page.Records {
+		cause := r.Err
+		if cause == nil {
+			ev, err := normalize.Normalize(r.Raw, r.Format)
+			if err == nil {
+				events = append(events, ev)
+				continue
+			}
+			cause = err
+		}
+		cloud := r.Format.Cloud()
+		if r.Format == normalize.FormatUnknown {
+			cloud = normalize.Sniff(r.Raw).Cloud()
+		}
+		dead[cloud]++
+		sum := sha256.Sum256(r.Raw)
+		deadMsgs = append(deadMsgs, sink.Message{
+			Subject: jetstream.DeadLetterSubject(cloud),
+			ID:      "deadletter:" + hex.EncodeToString(sum[:16]),
+			Header:  map[string]string{HeaderError: headerValue(cause.Error()), HeaderOrigin: headerValue(r.Origin), HeaderSource: p.set.Source},
+			Data:    r.Raw,
+		})
+	}
+	msgs := make([]sink.Message, 0, len(events)+len(deadMsgs))
+	for _, ev := range events {
+		msgs = append(msgs, sink.Message{
+			Subject: jetstream.EventSubject(ev.Cloud, ev.Account, ev.Service),
+			ID:      ev.UID,
+			Data:    ev.JSON,
+		})
+	}
+	return append(msgs, deadMsgs...), events, dead
+}
+
+// headerValue keeps a header on one line and within reason.
+func headerValue(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c == '\r' || c == '\n' {
+			b[i] = ' '
+		}
+	}
+	if len(b) > 1024 {
+		b = b[:1024]
+	}
+	return string(b)
+}
+
+// retry runs op until it succeeds or ctx ends, backing off with jitter
+// between attempts; it returns an error only when ctx ended.
+func (p *Pipeline) retry(ctx context.Context, errCounter *prometheus.CounterVec, what string, op func() error) error {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval = p.set.RetryInitial, p.set.RetryMax
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		err := op()
+		if err != nil && ctx.Err() != nil {
+			return struct{}{}, backoff.Permanent(ctx.Err())
+		}
+		return struct{}{}, err
+	},
+		backoff.WithBackOff(b),
+		backoff.WithMaxElapsedTime(0), // never give up: giving up would skip data
+		backoff.WithNotify(func(err error, next time.Duration) {
+			errCounter.WithLabelValues(p.set.Source).Inc()
+			p.setErr(err)
+			p.log.Warn(what+" failed; retrying on the same cursor", "err", err, "retry_in", next.Round(time.Millisecond))
+		}),
+	)
+	if err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	p.setErr(nil)
+	return nil
+}
