@@ -132,12 +132,11 @@ type SourceTypes interface {
 // Source is one entry of sources: the collector's own config.
 type Source struct {
 	Settings SourceConfig
-	node     *yaml.Node
 }
 
-// UnmarshalYAML keeps the node: the type decides the schema, so the entry is
-// decoded in a second pass.
-func (s *Source) UnmarshalYAML(n *yaml.Node) error { s.node = n; return nil }
+// UnmarshalYAML does nothing: the type decides the schema, so Parse decodes
+// each entry into its collector's config in a pass of its own.
+func (s *Source) UnmarshalYAML(*yaml.Node) error { return nil }
 
 // Default returns the built-in configuration; user YAML is decoded over it.
 func Default() *Config {
@@ -177,13 +176,19 @@ func Parse(data []byte, file string, types SourceTypes) (*Config, error) {
 	if len(root.Content) > 0 {
 		d.substitute(&root, "", filepath.Dir(file))
 		d.check(&root, reflect.TypeOf(cfg).Elem(), "")
+		// Sources are checked even when the rest has problems, so that
+		// one run reports everything.
+		var settings []SourceConfig
+		for i, n := range sourceNodes(&root) {
+			settings = append(settings, d.decodeSource(n, fmt.Sprintf("sources[%d]", i), types))
+		}
 		if len(d.problems) == 0 {
 			if err := root.Decode(cfg); err != nil {
 				d.add(&root, "", "%v", err)
 			}
-		}
-		for i := range cfg.Sources {
-			d.decodeSource(&cfg.Sources[i], fmt.Sprintf("sources[%d]", i), types)
+			for i := range cfg.Sources {
+				cfg.Sources[i].Settings = settings[i]
+			}
 		}
 	}
 	if len(d.problems) == 0 {
@@ -202,14 +207,28 @@ func Parse(data []byte, file string, types SourceTypes) (*Config, error) {
 	return cfg, nil
 }
 
-func (d *decoder) decodeSource(s *Source, path string, types SourceTypes) {
-	n := s.node
-	if n == nil {
-		return
+// sourceNodes returns the entries of the top-level sources list.
+func sourceNodes(root *yaml.Node) []*yaml.Node {
+	if len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
+		return nil
+	}
+	m := root.Content[0]
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == "sources" && m.Content[i+1].Kind == yaml.SequenceNode {
+			return m.Content[i+1].Content
+		}
+	}
+	return nil
+}
+
+// decodeSource checks and decodes one source entry into its collector's
+// typed config; nil when it has problems (they are recorded).
+func (d *decoder) decodeSource(n *yaml.Node, path string, types SourceTypes) SourceConfig {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
 	}
 	if n.Kind != yaml.MappingNode {
-		d.add(n, path, "expected a mapping, got %s", d.describe(n))
-		return
+		return nil // reported by check
 	}
 	var typ *yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
@@ -219,23 +238,23 @@ func (d *decoder) decodeSource(s *Source, path string, types SourceTypes) {
 	}
 	if typ == nil || typ.Value == "" {
 		d.add(n, path+".type", "missing (one of: %s)", strings.Join(types.Types(), ", "))
-		return
+		return nil
 	}
 	sc, ok := types.NewSourceConfig(typ.Value)
 	if !ok {
 		d.add(typ, path+".type", "unknown source type %q (one of: %s)", typ.Value, strings.Join(types.Types(), ", "))
-		return
+		return nil
 	}
 	before := len(d.problems)
 	d.check(n, reflect.TypeOf(sc), path)
 	if len(d.problems) > before {
-		return
+		return nil
 	}
 	if err := n.Decode(sc); err != nil {
 		d.add(n, path, "%v", err)
-		return
+		return nil
 	}
-	s.Settings = sc
+	return sc
 }
 
 // natsName is what JetStream accepts as a stream or bucket name.

@@ -22,7 +22,11 @@ type decoder struct {
 	// substituted nodes got their value from ${env:…} or ${file:…}: their
 	// value is never quoted in a message, since it may be a secret.
 	substituted map[*yaml.Node]bool
+	// visits bounds the walk: aliases can make a small file a huge tree.
+	visits int
 }
+
+const maxVisits = 100_000
 
 var (
 	durationType    = reflect.TypeFor[time.Duration]()
@@ -47,6 +51,12 @@ func (d *decoder) check(n *yaml.Node, t reflect.Type, path string) {
 	}
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
+	}
+	if d.visits++; d.visits == maxVisits {
+		d.add(n, path, "the document expands to too many values (aliases?)")
+	}
+	if d.visits >= maxVisits {
+		return
 	}
 	if _, ok := d.lines[path]; !ok && path != "" {
 		d.lines[path] = n.Line

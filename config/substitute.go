@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -53,7 +54,7 @@ func (d *decoder) substitute(n *yaml.Node, path, baseDir string) {
 				if !filepath.IsAbs(p) {
 					p = filepath.Join(baseDir, p)
 				}
-				b, err := os.ReadFile(p)
+				b, err := readSmallFile(p)
 				if err != nil {
 					d.add(n, path, "cannot read ${file:%s}: %v", name, errWithoutPath(err))
 					return ""
@@ -69,6 +70,22 @@ func (d *decoder) substitute(n *yaml.Node, path, baseDir string) {
 			n.Tag, n.Style = "", 0
 		}
 	}
+}
+
+// readSmallFile reads a regular file of at most 1 MiB: a secret, not a
+// device or a pipe that would block start-up.
+func readSmallFile(p string) ([]byte, error) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, errors.New("not a regular file")
+	}
+	if fi.Size() > 1<<20 {
+		return nil, errors.New("larger than 1 MiB")
+	}
+	return os.ReadFile(p)
 }
 
 func errWithoutPath(err error) error {

@@ -11,7 +11,7 @@ type Format string
 // The formats we know. FormatUnknown asks Sniff to decide.
 const (
 	FormatUnknown     Format = ""
-	FormatCloudTrail  Format = "cloudtrail"       // one CloudTrail record (S3 file element, EventBridge detail, …)
+	FormatCloudTrail  Format = "cloudtrail"        // one CloudTrail record (S3 file element, EventBridge detail, …)
 	FormatLookup      Format = "cloudtrail_lookup" // one LookupEvents result: CloudTrailEvent holds the record as a string
 	FormatGCPAudit    Format = "gcp_audit"         // one Cloud Logging LogEntry
 	FormatAzureREST   Format = "azure_rest"        // one Activity Log EventData (REST, CLI)

@@ -376,15 +376,20 @@ func (c *Collector) splitDocument(rel string, content []byte) ([]collectors.Reco
 		}
 	}
 	if evs, ok := top["logEvents"]; ok { // CloudWatch Logs subscription envelope
-		var items []struct {
-			Message string `json:"message"`
-		}
+		var items []json.RawMessage
 		if err := json.Unmarshal(evs, &items); err != nil {
 			return nil, err
 		}
 		recs := make([]collectors.Record, len(items))
 		for i, it := range items {
-			recs[i] = collectors.Record{Raw: []byte(it.Message), Format: c.hint, Origin: fmt.Sprintf("%s#%d", rel, i)}
+			var ev struct {
+				Message string `json:"message"`
+			}
+			raw := []byte(it) // no message: keep the item itself, lose nothing
+			if json.Unmarshal(it, &ev) == nil && ev.Message != "" {
+				raw = []byte(ev.Message)
+			}
+			recs[i] = collectors.Record{Raw: raw, Format: c.hint, Origin: fmt.Sprintf("%s#%d", rel, i)}
 		}
 		return recs, nil
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -135,10 +136,16 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	// work outlives ctx by ShutdownTimeout, for the page in flight.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
+	var grace atomic.Pointer[time.Timer]
 	stopGrace := context.AfterFunc(ctx, func() {
-		time.AfterFunc(p.set.ShutdownTimeout, cancelWork)
+		grace.Store(time.AfterFunc(p.set.ShutdownTimeout, cancelWork))
 	})
-	defer stopGrace()
+	defer func() {
+		stopGrace()
+		if t := grace.Load(); t != nil {
+			t.Stop()
+		}
+	}()
 
 	var cursor []byte
 	err := p.retry(ctx, p.m.saveErrors, "load cursor", func() error {
