@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/trailkeeper/trailkeeper/collectors/registry"
 	"github.com/trailkeeper/trailkeeper/collectors/files"
+	"github.com/trailkeeper/trailkeeper/collectors/registry"
 	"github.com/trailkeeper/trailkeeper/config"
 )
 
