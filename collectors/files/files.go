@@ -15,6 +15,7 @@
 package files
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -56,7 +57,7 @@ type Collector struct {
 	now      func() time.Time
 	log      *slog.Logger
 
-	// cache holds the records of the last document file read, so paging
+	// cache holds the records of the last file read whole, so paging
 	// through a large file does not decode it once per page.
 	cache struct {
 		id   fileID
@@ -190,51 +191,67 @@ func (c *Collector) readFile(id fileID, prev *fileState, room int) ([]collectors
 	if prev != nil {
 		next.Off = prev.Off
 	}
-	path := filepath.Join(c.root, filepath.FromSlash(id.rel))
-	gz := strings.HasSuffix(strings.ToLower(id.rel), ".gz")
 	base := strings.TrimSuffix(strings.ToLower(id.rel), ".gz")
+	gz := base != strings.ToLower(id.rel)
 	lineFile := strings.HasSuffix(base, ".jsonl") || strings.HasSuffix(base, ".ndjson")
-
 	if lineFile && !gz {
-		return c.readPlainLines(path, id, next, room)
+		// The one kind that is appended to while we read it: stream it
+		// from a byte offset.
+		return c.readPlainLines(id, next, room)
 	}
 
-	raw, err := os.ReadFile(path)
+	// Everything else is read whole, split once into records (cached for
+	// the following pages) and paged by record index.
+	recs, err := c.wholeFile(id, gz, lineFile)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read %s: %w", id.rel, err)
-	}
-	content := raw
-	if gz && len(raw) > 0 {
-		content, err = gunzip(raw)
-		if err != nil {
-			return c.undecodable(id, raw, next, fmt.Errorf("gzip: %w", err))
+		var bad *undecodableError
+		if errors.As(err, &bad) {
+			return c.undecodable(id, bad.raw, next, bad.err)
 		}
+		return nil, nil, err
 	}
-	if lineFile || !singleValue(content) {
-		if next.Off > int64(len(content)) { // rewritten shorter: start again
-			next.Off = 0
-		}
-		recs, used := c.splitLines(id.rel, content[next.Off:], next.Off, room, c.settled(id))
-		next.Off += used
-		next.Done = next.Off == int64(len(content)) && c.settled(id)
-		return recs, next, nil
+	if prev != nil && prev.Done && (prev.Size != id.size || prev.MTime != id.mtime) {
+		next.Off = 0 // a rewritten file is read again; ids dedupe repeats
 	}
-
-	recs, err := c.document(id, content)
-	if err != nil {
-		return c.undecodable(id, raw, next, err)
-	}
-	if prev != nil && (prev.Size != id.size || prev.MTime != id.mtime) && prev.Done {
-		next.Off = 0 // a rewritten document is read again; ids dedupe repeats
-	}
-	if next.Off > int64(len(recs)) {
-		next.Off = int64(len(recs))
-	}
+	next.Off = min(next.Off, int64(len(recs)))
 	end := min(next.Off+int64(room), int64(len(recs)))
 	out := recs[next.Off:end]
 	next.Off = end
 	next.Done = end == int64(len(recs))
 	return out, next, nil
+}
+
+type undecodableError struct {
+	raw []byte
+	err error
+}
+
+func (e *undecodableError) Error() string { return e.err.Error() }
+
+// wholeFile returns the records of a file that is read whole, from the cache
+// when the file has not changed.
+func (c *Collector) wholeFile(id fileID, gz, lineFile bool) ([]collectors.Record, error) {
+	if c.cache.id == id {
+		return c.cache.recs, nil
+	}
+	raw, err := os.ReadFile(filepath.Join(c.root, filepath.FromSlash(id.rel)))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", id.rel, err)
+	}
+	content := raw
+	if gz && len(raw) > 0 {
+		if content, err = gunzip(raw); err != nil {
+			return nil, &undecodableError{raw, fmt.Errorf("gzip: %w", err)}
+		}
+	}
+	var recs []collectors.Record
+	if lineFile || !singleValue(content) {
+		recs = c.splitLines(id.rel, content)
+	} else if recs, err = c.splitDocument(id.rel, content); err != nil {
+		return nil, &undecodableError{raw, err}
+	}
+	c.cache.id, c.cache.recs = id, recs
+	return recs, nil
 }
 
 // undecodable handles a file that does not decode: still being written
@@ -260,55 +277,64 @@ func (c *Collector) undecodable(id fileID, raw []byte, next *fileState, cause er
 	return recs, next, nil
 }
 
-func (c *Collector) readPlainLines(path string, id fileID, next *fileState, room int) ([]collectors.Record, *fileState, error) {
+// readPlainLines reads up to room lines from the byte offset, never past
+// the size we stat'ed, so a writer appending meanwhile cannot make us
+// report a state we did not read.
+func (c *Collector) readPlainLines(id fileID, next *fileState, room int) ([]collectors.Record, *fileState, error) {
 	if next.Off > id.size { // truncated or replaced: start again
 		next.Off = 0
 	}
-	f, err := os.Open(path)
+	f, err := os.Open(filepath.Join(c.root, filepath.FromSlash(id.rel)))
 	if err != nil {
 		return nil, nil, fmt.Errorf("open %s: %w", id.rel, err)
 	}
 	defer f.Close()
-	// Read only up to the size we stat'ed, so a writer appending meanwhile
-	// cannot make us report a state we did not read.
-	data := make([]byte, id.size-next.Off)
-	if _, err := f.ReadAt(data, next.Off); err != nil && err != io.EOF {
-		return nil, nil, fmt.Errorf("read %s: %w", id.rel, err)
+	r := bufio.NewReaderSize(io.NewSectionReader(f, next.Off, id.size-next.Off), 64<<10)
+	final := c.settled(id)
+	var recs []collectors.Record
+	for len(recs) < room {
+		line, err := r.ReadBytes('\n')
+		if err == io.EOF {
+			if len(line) == 0 || !final {
+				break // a partial line waits for its newline or the settle time
+			}
+		} else if err != nil {
+			return nil, nil, fmt.Errorf("read %s: %w", id.rel, err)
+		}
+		at := next.Off
+		next.Off += int64(len(line))
+		if rec, ok := c.lineRecord(id.rel, line, at); ok {
+			recs = append(recs, rec)
+		}
 	}
-	recs, used := c.splitLines(id.rel, data, next.Off, room, c.settled(id))
-	next.Off += used
-	next.Done = next.Off == id.size && c.settled(id)
+	next.Done = next.Off == id.size && final
 	return recs, next, nil
 }
 
-// splitLines returns up to room non-blank lines of data and how many bytes
-// they used. A trailing line without newline counts only when final.
-func (c *Collector) splitLines(rel string, data []byte, base int64, room int, final bool) ([]collectors.Record, int64) {
+// splitLines returns every non-blank line of a whole file as a record.
+func (c *Collector) splitLines(rel string, data []byte) []collectors.Record {
 	var recs []collectors.Record
-	var used int64
-	for len(recs) < room && len(data) > 0 {
-		i := bytes.IndexByte(data, '\n')
-		var line []byte
-		n := i + 1
-		if i < 0 {
-			if !final {
-				break
-			}
-			line, n = data, len(data)
-		} else {
-			line = data[:i]
+	for at := 0; at < len(data); {
+		n := bytes.IndexByte(data[at:], '\n') + 1
+		if n == 0 {
+			n = len(data) - at
 		}
-		if t := bytes.TrimSpace(line); len(t) > 0 {
-			recs = append(recs, collectors.Record{
-				Raw:    bytes.Clone(bytes.TrimRight(line, "\r")),
-				Format: c.hint,
-				Origin: fmt.Sprintf("%s@%d", rel, base+used),
-			})
+		if rec, ok := c.lineRecord(rel, data[at:at+n], int64(at)); ok {
+			recs = append(recs, rec)
 		}
-		data = data[n:]
-		used += int64(n)
+		at += n
 	}
-	return recs, used
+	return recs
+}
+
+// lineRecord makes a record of one line (with or without its newline);
+// blank lines are not records.
+func (c *Collector) lineRecord(rel string, line []byte, at int64) (collectors.Record, bool) {
+	line = bytes.TrimRight(line, "\r\n")
+	if len(bytes.TrimSpace(line)) == 0 {
+		return collectors.Record{}, false
+	}
+	return collectors.Record{Raw: bytes.Clone(line), Format: c.hint, Origin: fmt.Sprintf("%s@%d", rel, at)}, true
 }
 
 // singleValue reports whether content holds one JSON value (a document)
@@ -321,19 +347,6 @@ func singleValue(content []byte) bool {
 	}
 	_, err := dec.Token()
 	return err == io.EOF
-}
-
-// document splits one JSON document into records, caching the result.
-func (c *Collector) document(id fileID, content []byte) ([]collectors.Record, error) {
-	if c.cache.id == id {
-		return c.cache.recs, nil
-	}
-	recs, err := c.splitDocument(id.rel, content)
-	if err != nil {
-		return nil, err
-	}
-	c.cache.id, c.cache.recs = id, recs
-	return recs, nil
 }
 
 func (c *Collector) splitDocument(rel string, content []byte) ([]collectors.Record, error) {
