@@ -21,7 +21,7 @@ import (
 // Config is the whole file.
 type Config struct {
 	// DataDir holds the embedded JetStream store and file checkpoints.
-	DataDir    string     `yaml:"data_dir"`
+	DataDir    FilePath   `yaml:"data_dir"`
 	Log        Log        `yaml:"log"`
 	NATS       NATS       `yaml:"nats"`
 	Stream     Stream     `yaml:"stream"`
@@ -40,8 +40,8 @@ type Log struct {
 // NATS says where the stream lives. With no URL an embedded server runs.
 type NATS struct {
 	URL       string   `yaml:"url"`
-	CredsFile string   `yaml:"creds_file"`
-	NKeyFile  string   `yaml:"nkey_file"` // a seed file for nkey authentication
+	CredsFile FilePath `yaml:"creds_file"`
+	NKeyFile  FilePath `yaml:"nkey_file"` // a seed file for nkey authentication
 	User      string   `yaml:"user"`
 	Password  Secret   `yaml:"password"`
 	Token     Secret   `yaml:"token"`
@@ -56,9 +56,9 @@ type NATS struct {
 
 // TLS for an external NATS connection.
 type TLS struct {
-	CAFile   string `yaml:"ca_file"`
-	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
+	CAFile   FilePath `yaml:"ca_file"`
+	CertFile FilePath `yaml:"cert_file"`
+	KeyFile  FilePath `yaml:"key_file"`
 }
 
 // Embedded configures the in-process nats-server.
@@ -85,9 +85,9 @@ type Stream struct {
 
 // Checkpoint configures where cursors are saved.
 type Checkpoint struct {
-	Store  string `yaml:"store"`  // kv (default), file or memory
-	Bucket string `yaml:"bucket"` // kv bucket name
-	Dir    string `yaml:"dir"`    // file store folder (default: <data_dir>/checkpoints)
+	Store  string   `yaml:"store"`  // kv (default), file or memory
+	Bucket string   `yaml:"bucket"` // kv bucket name
+	Dir    FilePath `yaml:"dir"`    // file store folder (default: <data_dir>/checkpoints)
 }
 
 // Pipeline tunes the per-source loop.
@@ -189,6 +189,7 @@ func Parse(data []byte, file string, types SourceTypes) (*Config, error) {
 			for i := range cfg.Sources {
 				cfg.Sources[i].Settings = settings[i]
 			}
+			resolvePaths(reflect.ValueOf(cfg), filepath.Dir(file))
 		}
 	}
 	if len(d.problems) == 0 {
@@ -290,7 +291,7 @@ func (c *Config) Validate() error {
 		if n.Embedded.MaxPayload < 1<<20 || n.Embedded.MaxPayload > 64<<20 {
 			bad("nats.embedded.max_payload", "must be between 1 MiB and 64 MiB")
 		}
-		for _, k := range []struct{ path, v string }{{"nats.creds_file", n.CredsFile}, {"nats.nkey_file", n.NKeyFile}, {"nats.user", n.User}, {"nats.tls.ca_file", n.TLS.CAFile}} {
+		for _, k := range []struct{ path, v string }{{"nats.creds_file", string(n.CredsFile)}, {"nats.nkey_file", string(n.NKeyFile)}, {"nats.user", n.User}, {"nats.tls.ca_file", string(n.TLS.CAFile)}} {
 			if k.v != "" {
 				bad(k.path, "is only used with nats.url")
 			}
@@ -314,9 +315,12 @@ func (c *Config) Validate() error {
 	if auth > 1 {
 		bad("nats", "use one of creds_file, nkey_file, user/password or token")
 	}
-	for _, f := range []struct{ path, v string }{{"nats.creds_file", n.CredsFile}, {"nats.nkey_file", n.NKeyFile}, {"nats.tls.ca_file", n.TLS.CAFile}, {"nats.tls.cert_file", n.TLS.CertFile}, {"nats.tls.key_file", n.TLS.KeyFile}} {
+	for _, f := range []struct {
+		path string
+		v    FilePath
+	}{{"nats.creds_file", n.CredsFile}, {"nats.nkey_file", n.NKeyFile}, {"nats.tls.ca_file", n.TLS.CAFile}, {"nats.tls.cert_file", n.TLS.CertFile}, {"nats.tls.key_file", n.TLS.KeyFile}} {
 		if f.v != "" {
-			if _, err := os.Stat(f.v); err != nil {
+			if _, err := os.Stat(string(f.v)); err != nil {
 				bad(f.path, "%v", errWithoutPath(err))
 			}
 		}
@@ -392,4 +396,37 @@ func yamlErrLine(err error) int {
 	var l int
 	fmt.Sscan(m[1], &l)
 	return l
+}
+
+// FilePath is a path in the config. A relative one is taken relative to
+// the config file's folder, so a config means the same from any working
+// directory.
+type FilePath string
+
+var filePathType = reflect.TypeFor[FilePath]()
+
+// resolvePaths makes every relative FilePath in v relative to base.
+func resolvePaths(v reflect.Value, base string) {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			resolvePaths(v.Elem(), base)
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				resolvePaths(v.Field(i), base)
+			}
+		}
+	case reflect.Slice:
+		for i := range v.Len() {
+			resolvePaths(v.Index(i), base)
+		}
+	case reflect.String:
+		if v.Type() == filePathType && v.CanSet() {
+			if p := v.String(); p != "" && !filepath.IsAbs(p) {
+				v.SetString(filepath.Join(base, p))
+			}
+		}
+	}
 }

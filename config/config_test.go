@@ -58,7 +58,7 @@ func TestSourceDecodedOverDefaults(t *testing.T) {
 	if !ok {
 		t.Fatalf("settings are %T", cfg.Sources[0].Settings)
 	}
-	if fc.Path != dir || fc.PageSize != 7 || fc.PollInterval != 10*time.Second || fc.Settle != 5*time.Second {
+	if string(fc.Path) != dir || fc.PageSize != 7 || fc.PollInterval != 10*time.Second || fc.Settle != 5*time.Second {
 		t.Errorf("files config = %+v", fc)
 	}
 }
@@ -181,5 +181,25 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		if strings.Contains(out, secret) {
 			t.Errorf("secret printed: %s", out)
 		}
+	}
+}
+
+func TestRelativePathsFollowTheConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "exports"), 0o755)
+	file := filepath.Join(dir, "c.yaml")
+	os.WriteFile(file, []byte("data_dir: state\nsources:\n  - {name: a, type: files, path: exports}\n  - {name: b, type: files, path: "+dir+"}\n"), 0o600)
+	cfg, err := config.Load(file, registry.Default)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(cfg.DataDir) != filepath.Join(dir, "state") {
+		t.Errorf("data_dir = %s", cfg.DataDir)
+	}
+	if p := cfg.Sources[0].Settings.(*files.Config).Path; string(p) != filepath.Join(dir, "exports") {
+		t.Errorf("relative source path = %s", p)
+	}
+	if p := cfg.Sources[1].Settings.(*files.Config).Path; string(p) != dir {
+		t.Errorf("absolute source path = %s", p)
 	}
 }

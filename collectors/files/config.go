@@ -16,7 +16,7 @@ const Type = "files"
 type Config struct {
 	config.SourceBase `yaml:",inline"`
 	// Path is the folder to read, recursively.
-	Path string `yaml:"path"`
+	Path config.FilePath `yaml:"path"`
 	// Format forces the record format; auto detects it per file and record.
 	Format string `yaml:"format"`
 	// PageSize is the most records one poll returns.
@@ -51,7 +51,7 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.Path == "" {
 		errs = append(errs, config.Errorf("path", "must be set"))
-	} else if fi, err := os.Stat(c.Path); err != nil {
+	} else if fi, err := os.Stat(string(c.Path)); err != nil {
 		errs = append(errs, config.Errorf("path", "%v", err))
 	} else if !fi.IsDir() {
 		errs = append(errs, config.Errorf("path", "%s is not a folder", c.Path))

@@ -75,7 +75,7 @@ func New(cfg *Config, set collectors.Settings) *Collector {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Collector{root: cfg.Path, hint: formats[cfg.Format], pageSize: cfg.PageSize, settle: cfg.Settle, now: now, log: log}
+	return &Collector{root: string(cfg.Path), hint: formats[cfg.Format], pageSize: cfg.PageSize, settle: cfg.Settle, now: now, log: log}
 }
 
 type cursor struct {

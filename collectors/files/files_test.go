@@ -12,13 +12,14 @@ import (
 	"time"
 
 	"github.com/trailkeeper/trailkeeper/collectors"
+	"github.com/trailkeeper/trailkeeper/config"
 	"github.com/trailkeeper/trailkeeper/normalize"
 )
 
 func newCollector(t *testing.T, dir string, pageSize int) *Collector {
 	t.Helper()
 	cfg := NewConfig()
-	cfg.Name, cfg.Path, cfg.PageSize = "t", dir, pageSize
+	cfg.Name, cfg.Path, cfg.PageSize = "t", config.FilePath(dir), pageSize
 	cfg.Settle = time.Minute
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -129,7 +130,7 @@ func TestFormatOverride(t *testing.T) {
 	dir := t.TempDir()
 	age(t, write(t, dir, "a.jsonl", []byte(ct1+"\n")))
 	cfg := NewConfig()
-	cfg.Name, cfg.Path, cfg.Format = "t", dir, "cloudtrail"
+	cfg.Name, cfg.Path, cfg.Format = "t", config.FilePath(dir), "cloudtrail"
 	recs, _ := drain(t, New(cfg, collectors.Settings{}), nil)
 	if len(recs) != 1 || recs[0].Format != normalize.FormatCloudTrail {
 		t.Errorf("records = %+v", recs)

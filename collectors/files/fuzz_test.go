@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/trailkeeper/trailkeeper/collectors"
+	"github.com/trailkeeper/trailkeeper/config"
 )
 
 // FuzzRead: any file content, under any of the names we read, is split into
@@ -37,7 +38,7 @@ func FuzzRead(f *testing.F) {
 		old := time.Now().Add(-time.Hour)
 		os.Chtimes(p, old, old)
 		cfg := NewConfig()
-		cfg.Path, cfg.PageSize = dir, 7
+		cfg.Path, cfg.PageSize = config.FilePath(dir), 7
 		c := New(cfg, collectors.Settings{})
 		var cur []byte
 		for i := 0; ; i++ {

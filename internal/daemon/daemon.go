@@ -49,7 +49,7 @@ type Addrs struct {
 // returns nil after a clean stop.
 func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 	log := set.Logger
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+	if err := os.MkdirAll(string(cfg.DataDir), 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
 
@@ -100,7 +100,7 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 			return fmt.Errorf("source %s: unknown type %q", b.Name, b.Type)
 		}
 		srcLog := log.With("source", b.Name)
-		streams, err := f.Create(ctx, tkcollectors.Settings{Logger: srcLog, DataDir: cfg.DataDir}, src.Settings)
+		streams, err := f.Create(ctx, tkcollectors.Settings{Logger: srcLog, DataDir: string(cfg.DataDir)}, src.Settings)
 		if err != nil {
 			return fmt.Errorf("source %s: %w", b.Name, err)
 		}
@@ -161,9 +161,9 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 func openStore(ctx context.Context, cfg *config.Config, js natsjs.JetStream) (checkpoint.Store, error) {
 	switch cfg.Checkpoint.Store {
 	case "file":
-		dir := cfg.Checkpoint.Dir
+		dir := string(cfg.Checkpoint.Dir)
 		if dir == "" {
-			dir = filepath.Join(cfg.DataDir, "checkpoints")
+			dir = filepath.Join(string(cfg.DataDir), "checkpoints")
 		}
 		return checkpoint.NewFile(dir)
 	case "memory":
@@ -195,7 +195,7 @@ func connect(ctx context.Context, cfg *config.Config, log *slog.Logger) (*natsCo
 	}
 	e := cfg.NATS.Embedded
 	srv, err := embednats.Start(ctx, embednats.Settings{
-		StoreDir:     filepath.Join(cfg.DataDir, "jetstream"),
+		StoreDir:     filepath.Join(string(cfg.DataDir), "jetstream"),
 		Host:         e.Host,
 		Port:         e.Port,
 		SyncInterval: cfg.NATS.SyncInterval,
@@ -253,9 +253,9 @@ func natsOptions(c config.NATS, log *slog.Logger) ([]nats.Option, error) {
 	}
 	switch {
 	case c.CredsFile != "":
-		opts = append(opts, nats.UserCredentials(c.CredsFile))
+		opts = append(opts, nats.UserCredentials(string(c.CredsFile)))
 	case c.NKeyFile != "":
-		o, err := nats.NkeyOptionFromSeed(c.NKeyFile)
+		o, err := nats.NkeyOptionFromSeed(string(c.NKeyFile))
 		if err != nil {
 			return nil, fmt.Errorf("nats.nkey_file: %w", err)
 		}
@@ -266,10 +266,10 @@ func natsOptions(c config.NATS, log *slog.Logger) ([]nats.Option, error) {
 		opts = append(opts, nats.Token(c.Token.Value()))
 	}
 	if c.TLS.CAFile != "" {
-		opts = append(opts, nats.RootCAs(c.TLS.CAFile))
+		opts = append(opts, nats.RootCAs(string(c.TLS.CAFile)))
 	}
 	if c.TLS.CertFile != "" {
-		opts = append(opts, nats.ClientCert(c.TLS.CertFile, c.TLS.KeyFile))
+		opts = append(opts, nats.ClientCert(string(c.TLS.CertFile), string(c.TLS.KeyFile)))
 	}
 	return opts, nil
 }

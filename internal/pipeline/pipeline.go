@@ -323,10 +323,9 @@ func (p *Pipeline) build(page collectors.Page) ([]sink.Message, []*normalize.Eve
 			cloud = normalize.Sniff(r.Raw).Cloud()
 		}
 		dead[cloud]++
-		sum := sha256.Sum256(r.Raw)
 		deadMsgs = append(deadMsgs, sink.Message{
 			Subject: jetstream.DeadLetterSubject(cloud),
-			ID:      "deadletter:" + hex.EncodeToString(sum[:16]),
+			ID:      DeadLetterID(r.Raw),
 			Header:  map[string]string{HeaderError: headerValue(cause.Error()), HeaderOrigin: headerValue(r.Origin), HeaderSource: p.set.Source},
 			Data:    r.Raw,
 		})
@@ -340,6 +339,13 @@ func (p *Pipeline) build(page collectors.Page) ([]sink.Message, []*normalize.Eve
 		})
 	}
 	return append(msgs, deadMsgs...), events, dead
+}
+
+// DeadLetterID is the message id of a dead letter: a hash of its bytes, so
+// a re-polled bad record is dropped by the stream like any repeat.
+func DeadLetterID(raw []byte) string {
+	sum := sha256.Sum256(raw)
+	return "deadletter:" + hex.EncodeToString(sum[:16])
 }
 
 // headerValue keeps a header on one line and within reason.

@@ -1,0 +1,296 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/trailkeeper/trailkeeper/collectors"
+	"github.com/trailkeeper/trailkeeper/collectors/files"
+	"github.com/trailkeeper/trailkeeper/config"
+	"github.com/trailkeeper/trailkeeper/internal/pipeline"
+	"github.com/trailkeeper/trailkeeper/normalize"
+)
+
+var binary string
+
+// TestMain builds the real binary once; the tests below run it as users do.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "trailkeeper-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "trailkeeper")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func TestValidateConfig(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("log:\n  level: loud\nstream:\n  replicas: 0\nsources:\n  - name: x\n    type: files\n    path: /nonexistent/folder\n"), 0o600)
+	out, err := exec.Command(binary, "validate-config", bad).CombinedOutput()
+	if err == nil {
+		t.Fatalf("exit 0 for a bad config:\n%s", out)
+	}
+	for _, want := range []string{bad + ":2: log.level:", bad + ":4: stream.replicas:", bad + ":8: sources[0].path:", "3 problem(s)"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = exec.Command(binary, "validate-config", "../../examples/quickstart.yaml").CombinedOutput()
+	if err != nil {
+		t.Errorf("quickstart config: %v\n%s", err, out)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out, err := exec.Command(binary, "version").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "OCSF "+normalize.OCSFVersion) {
+		t.Errorf("version: %v\n%s", err, out)
+	}
+}
+
+func TestNormalizeCommand(t *testing.T) {
+	cmd := exec.Command(binary, "normalize", "../../examples/data/aws/exports/plaso-lookup-events.jsonl")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := bytes.Count(out, []byte("\n")); n != 6 {
+		t.Errorf("%d events, want 6 (the last line has no newline)", n)
+	}
+}
+
+// copyTree copies the bundled sample data.
+func copyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if fi.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// expectedIDs is every message id the stream must end up holding for the
+// records under dir: event ids, and dead-letter ids for what fails.
+func expectedIDs(t *testing.T, dir string) map[string]bool {
+	t.Helper()
+	cfg := files.NewConfig()
+	cfg.Path, cfg.PageSize, cfg.Settle = config.FilePath(dir), 10000, 0
+	c := files.New(cfg, collectors.Settings{})
+	ids := map[string]bool{}
+	var cur []byte
+	for {
+		page, err := c.Poll(context.Background(), cur)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range page.Records {
+			if ev, err := normalize.Normalize(r.Raw, r.Format); err == nil && r.Err == nil {
+				ids[ev.UID] = true
+			} else {
+				ids[pipeline.DeadLetterID(r.Raw)] = true
+			}
+		}
+		cur = page.Next
+		if !page.More {
+			return ids
+		}
+	}
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func streamMsgs(js jetstream.JetStream) uint64 {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, "AUDIT")
+	if err != nil {
+		return 0
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0
+	}
+	return info.State.Msgs
+}
+
+func connect(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	var nc *nats.Conn
+	var err error
+	for range 200 {
+		if nc, err = nats.Connect(url); err == nil {
+			js, _ := jetstream.New(nc)
+			return nc, js
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("connect %s: %v", url, err)
+	return nil, nil
+}
+
+// The daemon is killed with SIGKILL in the middle of ingesting the sample
+// data; after a restart the stream holds every record exactly once.
+func TestKillMidIngestionLosesAndDuplicatesNothing(t *testing.T) {
+	work := t.TempDir()
+	data := filepath.Join(work, "in")
+	copyTree(t, "../../examples/data", data)
+	// Bulk, so that the kill lands mid-way: 20k distinct records in one
+	// export besides the samples.
+	var bulk bytes.Buffer
+	for i := range 20000 {
+		fmt.Fprintf(&bulk, `{"eventVersion":"1.08","eventID":"bulk-%06d","eventTime":"2024-03-01T10:%02d:%02dZ","eventSource":"ec2.amazonaws.com","eventName":"RunInstances","recipientAccountId":"210987654321","awsRegion":"eu-west-1"}`+"\n", i, i/60%60, i%60)
+	}
+	os.WriteFile(filepath.Join(data, "bulk.jsonl"), bulk.Bytes(), 0o644)
+	old := time.Now().Add(-time.Hour)
+	filepath.Walk(data, func(p string, fi os.FileInfo, _ error) error { return os.Chtimes(p, old, old) })
+	want := expectedIDs(t, data)
+
+	port := freePort(t)
+	cfgFile := filepath.Join(work, "trailkeeper.yaml")
+	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`
+data_dir: %s
+log: {level: warn}
+nats: {embedded: {port: %d}}
+http: {listen: ""}
+sources:
+  - name: samples
+    type: files
+    path: %s
+    page_size: 25
+    poll_interval: 100ms
+`, filepath.Join(work, "data"), port, data)), 0o600)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+
+	var logs bytes.Buffer
+	start := func() *exec.Cmd {
+		cmd := exec.Command(binary, "run", "--config", cfgFile)
+		cmd.Stdout, cmd.Stderr = io.Discard, &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+
+	began := time.Now()
+	first := start()
+	nc, js := connect(t, url)
+	t.Logf("connected after %s", time.Since(began).Round(time.Millisecond))
+	deadline := time.Now().Add(60 * time.Second)
+	for streamMsgs(js) < 1000 {
+		if time.Now().After(deadline) {
+			first.Process.Kill()
+			t.Fatalf("ingestion did not start; logs:\n%s", logs.String())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	atKill := streamMsgs(js)
+	first.Process.Signal(syscall.SIGKILL)
+	first.Wait()
+	nc.Close()
+	t.Logf("killed after %s", time.Since(began).Round(time.Millisecond))
+	if atKill >= uint64(len(want)) {
+		t.Fatalf("the kill came after ingestion ended (%d messages): the test proves nothing", atKill)
+	}
+	t.Logf("killed with %d of %d messages in the stream", atKill, len(want))
+	restarted := time.Now()
+
+	second := start()
+	defer func() {
+		second.Process.Signal(syscall.SIGTERM)
+		if err := second.Wait(); err != nil {
+			t.Errorf("graceful stop: %v\n%s", err, logs.String())
+		}
+	}()
+	nc, js = connect(t, url)
+	defer nc.Close()
+	deadline = time.Now().Add(120 * time.Second)
+	for n := streamMsgs(js); n < uint64(len(want)); n = streamMsgs(js) {
+		if time.Now().After(deadline) {
+			t.Fatalf("stream holds %d of %d messages; logs:\n%s", n, len(want), logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("complete %s after the restart", time.Since(restarted).Round(time.Millisecond))
+
+	// Every message id once, and exactly the expected ones.
+	ctx := context.Background()
+	st, err := js.Stream(ctx, "AUDIT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	total := streamMsgs(js)
+	for read := uint64(0); read < total; {
+		batch, err := cons.Fetch(int(min(1000, total-read)), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			got[m.Headers().Get("Nats-Msg-Id")]++
+			read++
+		}
+		if batch.Error() != nil {
+			t.Fatal(batch.Error())
+		}
+	}
+	t.Logf("read back after %s", time.Since(restarted).Round(time.Millisecond))
+	for id, n := range got {
+		if n > 1 {
+			t.Errorf("%s stored %d times", id, n)
+		}
+		if !want[id] {
+			t.Errorf("unexpected id %s", id)
+		}
+	}
+	for id := range want {
+		if got[id] == 0 {
+			t.Errorf("lost %s", id)
+		}
+	}
+	if total != uint64(len(want)) {
+		t.Errorf("stream holds %d messages, want %d", total, len(want))
+	}
+}
