@@ -2,7 +2,9 @@ package normalize
 
 import (
 	"bytes"
-	"encoding/json"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Format names the wire shape of one raw record.
@@ -16,12 +18,13 @@ const (
 	FormatGCPAudit    Format = "gcp_audit"         // one Cloud Logging LogEntry
 	FormatAzureREST   Format = "azure_rest"        // one Activity Log EventData (REST, CLI)
 	FormatAzureExport Format = "azure_export"      // one diagnostic-settings export record
+	FormatDigest      Format = "cloudtrail_digest" // a CloudTrail digest file: not an event
 )
 
 // Cloud returns the cloud a format belongs to: aws, gcp, azure or unknown.
 func (f Format) Cloud() string {
 	switch f {
-	case FormatCloudTrail, FormatLookup:
+	case FormatCloudTrail, FormatLookup, FormatDigest:
 		return "aws"
 	case FormatGCPAudit:
 		return "gcp"
@@ -33,27 +36,35 @@ func (f Format) Cloud() string {
 
 // Sniff detects the format of one raw record from its top-level keys. It
 // returns FormatUnknown for anything that is not a JSON object of a known
-// shape; it never fails otherwise.
+// shape; it never fails otherwise. Envelopes are not formats: Normalize
+// unwraps them before sniffing.
 func Sniff(raw []byte) Format {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '{' {
 		return FormatUnknown
 	}
-	var keys map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &keys); err != nil {
-		return FormatUnknown
+	var keys map[string]jsontext.Value
+	if json.Unmarshal(raw, &keys, decodeOpts) != nil {
+		// Diagnostic exports write malformed JSON; sniff the repair.
+		fixed, ok := repairJSON(raw)
+		if !ok || json.Unmarshal(fixed, &keys, decodeOpts) != nil {
+			return FormatUnknown
+		}
 	}
 	has := func(k string) bool { _, ok := keys[k]; return ok }
 	switch {
 	case has("CloudTrailEvent") || (has("EventId") && has("EventName")):
 		return FormatLookup
-	case has("eventVersion") || (has("eventSource") && has("eventName")) || (has("eventID") && has("eventTime")):
+	case has("digestStartTime") && has("logFiles"):
+		return FormatDigest
+	case has("eventVersion") || has("eventversion") || (has("eventSource") && has("eventName")) || (has("eventID") && has("eventTime")) ||
+		(has("eventName") && (has("awsRegion") || has("userIdentity") || has("eventTime"))) || (has("eventsource") && has("eventname")):
 		return FormatCloudTrail
-	case has("protoPayload") || has("logName") || (has("insertId") && (has("jsonPayload") || has("textPayload") || has("resource"))):
+	case has("protoPayload") || has("logName") || has("protopayload") || has("logname") || (has("insertId") && (has("jsonPayload") || has("textPayload") || has("resource"))):
 		return FormatGCPAudit
-	case has("eventDataId") || has("event_data_id") || (has("caller") && has("eventTimestamp")) || has("operationId") || has("operation_id"):
+	case has("eventDataId") || has("event_data_id") || (has("caller") && has("eventTimestamp")) || has("operationId") || has("operation_id") || has("event_timestamp"):
 		return FormatAzureREST
-	case has("resourceId") && has("operationName") && has("time"):
+	case (has("resourceId") || has("ResourceId") || has("category")) && (has("operationName") || has("OperationName")) && (has("time") || has("Time")):
 		return FormatAzureExport
 	}
 	return FormatUnknown

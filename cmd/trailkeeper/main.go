@@ -5,6 +5,8 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -89,55 +91,96 @@ func validateCmd() *cobra.Command {
 	}
 }
 
+// cliFormats are the --format values of normalize.
+var cliFormats = map[string]normalize.Format{
+	"auto": normalize.FormatUnknown, "cloudtrail": normalize.FormatCloudTrail,
+	"gcp": normalize.FormatGCPAudit, "azure": normalize.FormatAzureREST,
+}
+
 func normalizeCmd() *cobra.Command {
 	var format string
 	c := &cobra.Command{
-		Use:   "normalize [FILE…]",
-		Short: "Map raw records (one JSON record per line) to OCSF JSON Lines on stdout; - or no file reads stdin",
+		Use:   "normalize [--format auto|cloudtrail|gcp|azure] [FILE…|-]",
+		Short: "Map raw audit records to OCSF JSON Lines on stdout",
+		Long: `Reads audit records in any shape trailkeeper knows (CloudTrail log files,
+LookupEvents output, JSON Lines exports, Azure records/value documents,
+EventBridge, SNS, SQS and Pub/Sub envelopes; gzip detected) and writes one
+OCSF event per line to stdout. Records that cannot be mapped are reported on
+stderr with the reason and counted in a summary line. The exit status is
+non-zero only when input cannot be read.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			hint, ok := cliFormats[format]
+			if !ok {
+				return fmt.Errorf("--format must be auto, cloudtrail, gcp or azure, not %q", format)
+			}
 			if len(args) == 0 {
 				args = []string{"-"}
 			}
 			out := bufio.NewWriter(cmd.OutOrStdout())
 			defer out.Flush()
-			failed := 0
+			stderr := cmd.ErrOrStderr()
+			var mapped, failed int
 			for _, name := range args {
-				var r io.Reader = cmd.InOrStdin()
-				if name != "-" {
-					f, err := os.Open(name)
-					if err != nil {
-						return err
-					}
-					defer f.Close()
-					r = f
+				content, err := readInput(cmd.InOrStdin(), name)
+				if err != nil {
+					return err
 				}
-				sc := bufio.NewScanner(r)
-				sc.Buffer(make([]byte, 1<<20), 64<<20)
-				for line := 1; sc.Scan(); line++ {
-					if len(sc.Bytes()) == 0 {
-						continue
+				raws, err := normalize.SplitAny(content)
+				if err != nil {
+					failed++
+					fmt.Fprintf(stderr, "%s: %v\n", name, err)
+					continue
+				}
+				for i, r := range raws {
+					where := fmt.Sprintf("%s#%d", name, i)
+					if r.Line > 0 {
+						where = fmt.Sprintf("%s:%d", name, r.Line)
 					}
-					ev, err := normalize.Normalize(sc.Bytes(), normalize.Format(format))
+					f := r.Format
+					if hint != normalize.FormatUnknown {
+						f = hint
+					}
+					ev, err := normalize.Normalize(r.Bytes, f)
 					if err != nil {
 						failed++
-						fmt.Fprintf(cmd.ErrOrStderr(), "%s:%d: %v\n", name, line, err)
+						fmt.Fprintf(stderr, "%s: %v\n", where, err)
 						continue
 					}
+					mapped++
 					out.Write(ev.JSON)
 					out.WriteByte('\n')
 				}
-				if err := sc.Err(); err != nil {
-					return fmt.Errorf("%s: %w", name, err)
-				}
 			}
-			if failed > 0 {
-				return fmt.Errorf("%d record(s) could not be normalized", failed)
-			}
+			fmt.Fprintf(stderr, "%d events, %d records not mapped\n", mapped, failed)
 			return nil
 		},
 	}
-	c.Flags().StringVar(&format, "format", "", "record format (default: detect per record)")
+	c.Flags().StringVar(&format, "format", "auto", "record format: auto, cloudtrail, gcp or azure")
 	return c
+}
+
+// readInput reads a file (or stdin for -), decompressing gzip.
+func readInput(stdin io.Reader, name string) ([]byte, error) {
+	var b []byte
+	var err error
+	if name == "-" {
+		b, err = io.ReadAll(stdin)
+	} else {
+		b, err = os.ReadFile(name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > 2 && b[0] == 0x1f && b[1] == 0x8b {
+		zr, err := gzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if b, err = io.ReadAll(zr); err != nil {
+			return nil, fmt.Errorf("%s: gzip: %w", name, err)
+		}
+	}
+	return b, nil
 }
 
 func versionCmd() *cobra.Command {

@@ -244,11 +244,30 @@ func (c *Collector) wholeFile(id fileID, gz, lineFile bool) ([]collectors.Record
 			return nil, &undecodableError{raw, fmt.Errorf("gzip: %w", err)}
 		}
 	}
-	var recs []collectors.Record
-	if lineFile || !singleValue(content) {
-		recs = c.splitLines(id.rel, content)
-	} else if recs, err = c.splitDocument(id.rel, content); err != nil {
+	raws, err := normalize.SplitAny(content)
+	if lineFile && len(raws) == 1 && raws[0].Line == 0 {
+		raws[0].Line = 1 // a one-line JSON Lines file
+	}
+	if errors.Is(err, normalize.ErrDigest) {
+		// A CloudTrail digest file is not a record; the S3 trail collector
+		// verifies digests. Nothing to publish here.
+		c.log.Debug("skipping CloudTrail digest file", "file", id.rel)
+		raws, err = nil, nil
+	}
+	if err != nil {
 		return nil, &undecodableError{raw, err}
+	}
+	recs := make([]collectors.Record, len(raws))
+	for i, r := range raws {
+		origin := fmt.Sprintf("%s#%d", id.rel, i)
+		if r.Line > 0 {
+			origin = fmt.Sprintf("%s:%d", id.rel, r.Line)
+		}
+		f := r.Format
+		if c.hint != normalize.FormatUnknown {
+			f = c.hint
+		}
+		recs[i] = collectors.Record{Raw: r.Bytes, Format: f, Origin: origin}
 	}
 	c.cache.id, c.cache.recs = id, recs
 	return recs, nil
@@ -311,22 +330,6 @@ func (c *Collector) readPlainLines(id fileID, next *fileState, room int) ([]coll
 	return recs, next, nil
 }
 
-// splitLines returns every non-blank line of a whole file as a record.
-func (c *Collector) splitLines(rel string, data []byte) []collectors.Record {
-	var recs []collectors.Record
-	for at := 0; at < len(data); {
-		n := bytes.IndexByte(data[at:], '\n') + 1
-		if n == 0 {
-			n = len(data) - at
-		}
-		if rec, ok := c.lineRecord(rel, data[at:at+n], int64(at)); ok {
-			recs = append(recs, rec)
-		}
-		at += n
-	}
-	return recs
-}
-
 // lineRecord makes a record of one line (with or without its newline);
 // blank lines are not records.
 func (c *Collector) lineRecord(rel string, line []byte, at int64) (collectors.Record, bool) {
@@ -335,84 +338,6 @@ func (c *Collector) lineRecord(rel string, line []byte, at int64) (collectors.Re
 		return collectors.Record{}, false
 	}
 	return collectors.Record{Raw: bytes.Clone(line), Format: c.hint, Origin: fmt.Sprintf("%s@%d", rel, at)}, true
-}
-
-// singleValue reports whether content holds one JSON value (a document)
-// rather than several (JSON Lines in a .json file, as GCS log sinks write).
-func singleValue(content []byte) bool {
-	dec := json.NewDecoder(bytes.NewReader(content))
-	var v json.RawMessage
-	if err := dec.Decode(&v); err != nil {
-		return true // let the document path report or wait
-	}
-	_, err := dec.Token()
-	return err == io.EOF
-}
-
-func (c *Collector) splitDocument(rel string, content []byte) ([]collectors.Record, error) {
-	content = bytes.TrimSpace(content)
-	if len(content) == 0 {
-		return nil, nil
-	}
-	elems := func(arr json.RawMessage, f normalize.Format) ([]collectors.Record, error) {
-		var items []json.RawMessage
-		if err := json.Unmarshal(arr, &items); err != nil {
-			return nil, err
-		}
-		if c.hint != normalize.FormatUnknown {
-			f = c.hint
-		}
-		recs := make([]collectors.Record, len(items))
-		for i, it := range items {
-			recs[i] = collectors.Record{Raw: it, Format: f, Origin: fmt.Sprintf("%s#%d", rel, i)}
-		}
-		return recs, nil
-	}
-	if content[0] == '[' {
-		return elems(content, normalize.FormatUnknown)
-	}
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(content, &top); err != nil {
-		return nil, err
-	}
-	for _, k := range []struct {
-		key string
-		f   normalize.Format
-	}{
-		{"Records", normalize.FormatCloudTrail},
-		{"records", normalize.FormatAzureExport},
-		{"value", normalize.FormatAzureREST},
-		{"entries", normalize.FormatGCPAudit},
-	} {
-		if arr, ok := top[k.key]; ok && bytes.HasPrefix(bytes.TrimSpace(arr), []byte("[")) {
-			return elems(arr, k.f)
-		}
-	}
-	if evs, ok := top["logEvents"]; ok { // CloudWatch Logs subscription envelope
-		var items []json.RawMessage
-		if err := json.Unmarshal(evs, &items); err != nil {
-			return nil, err
-		}
-		recs := make([]collectors.Record, len(items))
-		for i, it := range items {
-			var ev struct {
-				Message string `json:"message"`
-			}
-			raw := []byte(it) // no message: keep the item itself, lose nothing
-			if json.Unmarshal(it, &ev) == nil && ev.Message != "" {
-				raw = []byte(ev.Message)
-			}
-			recs[i] = collectors.Record{Raw: raw, Format: c.hint, Origin: fmt.Sprintf("%s#%d", rel, i)}
-		}
-		return recs, nil
-	}
-	if _, ok := top["digestStartTime"]; ok {
-		// A CloudTrail digest file is not a record; the S3 trail collector
-		// verifies digests. Nothing to publish here.
-		c.log.Debug("skipping CloudTrail digest file", "file", rel)
-		return nil, nil
-	}
-	return []collectors.Record{{Raw: content, Format: c.hint, Origin: rel}}, nil
 }
 
 func gunzip(b []byte) ([]byte, error) {

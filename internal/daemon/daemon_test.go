@@ -36,7 +36,7 @@ func sampleDir(t *testing.T) string {
 	dir := t.TempDir()
 	var lines string
 	for i := range sampleRecords {
-		lines += fmt.Sprintf(`{"eventVersion":"1.08","eventID":"e%d","eventTime":"2024-01-01T00:00:00Z","eventSource":"iam.amazonaws.com","recipientAccountId":"111122223333"}`+"\n", i)
+		lines += fmt.Sprintf(`{"eventVersion":"1.08","eventID":"e%d","eventTime":"2024-01-01T00:00:00Z","eventSource":"iam.amazonaws.com","eventName":"CreateRole","recipientAccountId":"111122223333"}`+"\n", i)
 	}
 	lines += "garbage\n" // one dead letter
 	p := filepath.Join(dir, "ct.jsonl")

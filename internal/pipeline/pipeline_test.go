@@ -50,7 +50,7 @@ func (c *sliceCollector) Poll(_ context.Context, cur []byte) (collectors.Page, e
 }
 
 func ctRecord(i int) collectors.Record {
-	return collectors.Record{Raw: fmt.Appendf(nil, `{"eventVersion":"1.08","eventID":"id-%04d","eventTime":"2024-01-01T00:00:%02dZ","eventSource":"s3.amazonaws.com","recipientAccountId":"123456789012"}`, i, i%60), Origin: fmt.Sprint("rec ", i)}
+	return collectors.Record{Raw: fmt.Appendf(nil, `{"eventVersion":"1.08","eventID":"id-%04d","eventTime":"2024-01-01T00:00:%02dZ","eventSource":"s3.amazonaws.com","eventName":"PutObject","recipientAccountId":"123456789012"}`, i, i%60), Origin: fmt.Sprint("rec ", i)}
 }
 
 func records(n int) []collectors.Record {
