@@ -113,8 +113,15 @@ var userTypeIDs = map[string]int{
 // mapCloudTrail maps one CloudTrail record (eventVersion 1.0 to 1.11).
 func mapCloudTrail(raw []byte) (*ocsf.Event, error) {
 	var r ctRecord
-	if err := json.Unmarshal(raw, &r, ctDecodeOpts); err != nil {
+	if err := json.Unmarshal(raw, &r, decodeOpts); err != nil {
 		return nil, err
+	}
+	if r.EventTime == "" || r.EventName == "" {
+		// Lower-cased keys: decode again, matching names without case.
+		r = ctRecord{}
+		if err := json.Unmarshal(raw, &r, ctDecodeOpts); err != nil {
+			return nil, err
+		}
 	}
 	if r.InsightDetails != nil && r.EventName == "" {
 		// Insight events name the API they are about in insightDetails

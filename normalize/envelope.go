@@ -19,8 +19,21 @@ const maxWrapDepth = 5
 // format (hint, or sniffed) and what the envelopes said besides the record
 // (an array, outermost first), or nil when there was none.
 func unwrap(raw []byte, hint Format) ([]byte, Format, jsontext.Value, error) {
+	var f0 Format // sniffed from the keys of the innermost record
+	if hint != FormatUnknown && hint != FormatLookup && !mayBeEnvelope(raw) {
+		return raw, hint, nil, nil // the hot path: a record from a known container
+	}
 	var envs []map[string]jsontext.Value
 	for depth := 0; ; depth++ {
+		keys := scanKeys(raw)
+		wrapped := keys != nil && isEnvelope(keys)
+		if keys != nil && (f0 == FormatUnknown || depth > 0) {
+			f0 = sniffKeys(keys)
+		}
+		keys.put()
+		if !wrapped {
+			break
+		}
 		kind, inner, rest, err := peel(raw)
 		if err != nil {
 			return nil, "", nil, err
@@ -39,13 +52,40 @@ func unwrap(raw []byte, hint Format) ([]byte, Format, jsontext.Value, error) {
 	}
 	f := hint
 	if f == FormatUnknown || f == FormatLookup || len(envs) > 0 {
-		f = Sniff(raw)
+		f = f0
+		if f == FormatUnknown {
+			f = Sniff(raw) // malformed JSON: Sniff tries the repair
+		}
 	}
 	if len(envs) == 0 {
 		return raw, f, nil, nil
 	}
 	env, err := json.Marshal(envs, encodeOpts)
 	return raw, f, env, err
+}
+
+// envelopeMarkers are byte strings every envelope holds one of; a record
+// holding none is not wrapped, which a substring search shows faster than
+// a scan of its keys.
+var envelopeMarkers = [][]byte{
+	[]byte(`"CloudTrailEvent"`), []byte(`"detail-type"`), []byte(`"Notification"`),
+	[]byte(`"MessageId"`), []byte(`"messageId"`), []byte(`"message_id"`), []byte(`"ackId"`), []byte(`"subscription"`),
+}
+
+func mayBeEnvelope(raw []byte) bool {
+	for _, m := range envelopeMarkers {
+		if bytes.Contains(raw, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// isEnvelope tells from the top-level keys alone whether peel has work.
+func isEnvelope(k topKeys) bool {
+	return k["CloudTrailEvent"] || (k["detail-type"] && k["detail"]) || (k["Type"] && k["Message"]) ||
+		(k["Body"] && k["MessageId"]) || (k["body"] && k["messageId"]) ||
+		(k["message"] && (k["subscription"] || k["ackId"])) || (k["data"] && (k["messageId"] || k["message_id"]))
 }
 
 // peel recognizes one envelope around raw. kind is "" when raw is not one.

@@ -1,11 +1,6 @@
 package normalize
 
-import (
-	"bytes"
-
-	"github.com/go-json-experiment/json"
-	"github.com/go-json-experiment/json/jsontext"
-)
+import "bytes"
 
 // Format names the wire shape of one raw record.
 type Format string
@@ -39,19 +34,23 @@ func (f Format) Cloud() string {
 // shape; it never fails otherwise. Envelopes are not formats: Normalize
 // unwraps them before sniffing.
 func Sniff(raw []byte) Format {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || raw[0] != '{' {
-		return FormatUnknown
-	}
-	var keys map[string]jsontext.Value
-	if json.Unmarshal(raw, &keys, decodeOpts) != nil {
+	keys := scanKeys(raw)
+	if keys == nil {
 		// Diagnostic exports write malformed JSON; sniff the repair.
-		fixed, ok := repairJSON(raw)
-		if !ok || json.Unmarshal(fixed, &keys, decodeOpts) != nil {
+		fixed, ok := repairJSON(bytes.TrimSpace(raw))
+		if !ok {
+			return FormatUnknown
+		}
+		if keys = scanKeys(fixed); keys == nil {
 			return FormatUnknown
 		}
 	}
-	has := func(k string) bool { _, ok := keys[k]; return ok }
+	defer keys.put()
+	return sniffKeys(keys)
+}
+
+func sniffKeys(keys topKeys) Format {
+	has := func(k string) bool { return keys[k] }
 	switch {
 	case has("CloudTrailEvent") || (has("EventId") && has("EventName")):
 		return FormatLookup

@@ -27,6 +27,7 @@ import (
 	"github.com/trailkeeper/trailkeeper/internal/embednats"
 	"github.com/trailkeeper/trailkeeper/internal/httpapi"
 	"github.com/trailkeeper/trailkeeper/internal/pipeline"
+	"github.com/trailkeeper/trailkeeper/normalize"
 	"github.com/trailkeeper/trailkeeper/sink/jetstream"
 )
 
@@ -83,7 +84,10 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 		Name: "trailkeeper_publish_duplicates_total",
 		Help: "Messages the stream dropped as duplicates (re-polled overlap, restarts).",
 	})
-	reg.MustRegister(dups)
+	reg.MustRegister(dups, prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "trailkeeper_records_repaired_total",
+		Help: "Azure records whose malformed JSON (single quotes, raw newlines) was repaired before mapping.",
+	}, func() float64 { return float64(normalize.Repairs()) }))
 	metrics := pipeline.NewMetrics(reg)
 	pub := jetstream.NewPublisher(js, cfg.Stream.Name)
 	pub.OnDuplicate = func(n int) { dups.Add(float64(n)) }

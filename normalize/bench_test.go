@@ -1,0 +1,75 @@
+package normalize
+
+import (
+	stdjson "encoding/json"
+	"strings"
+	"testing"
+)
+
+// benchRecords are the fixture records of one cloud that map.
+func benchRecords(b *testing.B, prefix string) [][]byte {
+	var out [][]byte
+	n := Normalizer{NoProcessedTime: true}
+	for _, r := range corpus(b) {
+		if !strings.HasPrefix(r.origin, prefix) {
+			continue
+		}
+		rec, _, _, err := unwrap(r.raw, r.hint)
+		if err != nil {
+			continue
+		}
+		if _, err := n.Normalize(rec, FormatUnknown); err == nil {
+			out = append(out, rec)
+		}
+	}
+	if len(out) == 0 {
+		b.Fatal("no records")
+	}
+	return out
+}
+
+func benchMapper(b *testing.B, prefix string, f Format) {
+	recs := benchRecords(b, prefix)
+	n := Normalizer{NoProcessedTime: true}
+	var bytes int64
+	for _, r := range recs {
+		bytes += int64(len(r))
+	}
+	b.SetBytes(bytes / int64(len(recs)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if _, err := n.Normalize(recs[i%len(recs)], f); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// benchNaive is the baseline: decode into map[string]any and encode it
+// back with encoding/json, the least a mapper that keeps everything does.
+func benchNaive(b *testing.B, prefix string) {
+	recs := benchRecords(b, prefix)
+	var bytes int64
+	for _, r := range recs {
+		bytes += int64(len(r))
+	}
+	b.SetBytes(bytes / int64(len(recs)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		var m map[string]any
+		if err := stdjson.Unmarshal(recs[i%len(recs)], &m); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := stdjson.Marshal(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkCloudTrail(b *testing.B)         { benchMapper(b, "aws/", FormatCloudTrail) }
+func BenchmarkCloudTrailBaseline(b *testing.B) { benchNaive(b, "aws/") }
+func BenchmarkGCP(b *testing.B)                { benchMapper(b, "gcp/", FormatGCPAudit) }
+func BenchmarkGCPBaseline(b *testing.B)        { benchNaive(b, "gcp/") }
+func BenchmarkAzure(b *testing.B)              { benchMapper(b, "azure/", FormatUnknown) }
+func BenchmarkAzureBaseline(b *testing.B)      { benchNaive(b, "azure/") }
