@@ -148,7 +148,7 @@ func mapAzure(raw []byte) (*ocsf.Event, error) {
 		Method          string                    `json:"method"`
 		ClientReqSnake  string                    `json:"client_request_id"`
 		ClientIPSnake   string                    `json:"client_ip_address"`
-		Rest            map[string]jsontext.Value `json:",unknown"`
+		Rest            map[string]jsontext.Value `json:",embed"`
 	}
 	if v := f.raw("httpRequest", "http_request"); present(v) && json.Unmarshal(v, &hr, decodeOpts) == nil {
 		reqID = hr.ClientRequestID + hr.ClientReqSnake
@@ -240,7 +240,7 @@ func azActor(f *azFields, u ocsf.Unmapped) (*ocsf.Actor, string) {
 			var ident struct {
 				Authorization jsontext.Value            `json:"authorization"`
 				Claims        jsontext.Value            `json:"claims"`
-				Rest          map[string]jsontext.Value `json:",unknown"`
+				Rest          map[string]jsontext.Value `json:",embed"`
 			}
 			if json.Unmarshal(id, &ident, decodeOpts) == nil {
 				if authzRaw == nil {

@@ -40,7 +40,7 @@ type ctRecord struct {
 		EventName   string `json:"eventName"`
 		EventSource string `json:"eventSource"`
 	} `json:"insightDetails"`
-	Rest map[string]jsontext.Value `json:",unknown"`
+	Rest map[string]jsontext.Value `json:",embed"`
 }
 
 type ctIdentity struct {
@@ -56,7 +56,7 @@ type ctIdentity struct {
 	SessionContext      *ctSessionContext         `json:"sessionContext"`
 	OnBehalfOf          *ctOnBehalfOf             `json:"onBehalfOf"`
 	WebIDFederationData *ctWebID                  `json:"webIdFederationData"`
-	Rest                map[string]jsontext.Value `json:",unknown"`
+	Rest                map[string]jsontext.Value `json:",embed"`
 }
 
 type ctSessionContext struct {
@@ -66,25 +66,25 @@ type ctSessionContext struct {
 		ARN         string                    `json:"arn"`
 		AccountID   string                    `json:"accountId"`
 		UserName    string                    `json:"userName"`
-		Rest        map[string]jsontext.Value `json:",unknown"`
+		Rest        map[string]jsontext.Value `json:",embed"`
 	} `json:"sessionIssuer"`
 	Attributes *struct {
 		CreationDate     string                    `json:"creationDate"`
 		MFAAuthenticated jsontext.Value            `json:"mfaAuthenticated"`
-		Rest             map[string]jsontext.Value `json:",unknown"`
+		Rest             map[string]jsontext.Value `json:",embed"`
 	} `json:"attributes"`
-	Rest map[string]jsontext.Value `json:",unknown"`
+	Rest map[string]jsontext.Value `json:",embed"`
 }
 
 type ctOnBehalfOf struct {
 	UserID           string                    `json:"userId"`
 	IdentityStoreARN string                    `json:"identityStoreArn"`
-	Rest             map[string]jsontext.Value `json:",unknown"`
+	Rest             map[string]jsontext.Value `json:",embed"`
 }
 
 type ctWebID struct {
 	FederatedProvider string                    `json:"federatedProvider"`
-	Rest              map[string]jsontext.Value `json:",unknown"`
+	Rest              map[string]jsontext.Value `json:",embed"`
 }
 
 type ctResource struct {
@@ -93,7 +93,7 @@ type ctResource struct {
 	AccountID string                    `json:"accountId"`
 	AccountLC string                    `json:"accountid"` // one source writes it so
 	Type      string                    `json:"type"`
-	Rest      map[string]jsontext.Value `json:",unknown"`
+	Rest      map[string]jsontext.Value `json:",embed"`
 }
 
 var errNotCloudTrail = errors.New("not a CloudTrail record: eventName and eventTime are required")
@@ -113,7 +113,7 @@ var userTypeIDs = map[string]int{
 // mapCloudTrail maps one CloudTrail record (eventVersion 1.0 to 1.11).
 func mapCloudTrail(raw []byte) (*ocsf.Event, error) {
 	var r ctRecord
-	if err := json.Unmarshal(raw, &r, decodeOpts); err != nil {
+	if err := decodeCT(raw, &r); err != nil {
 		return nil, err
 	}
 	if r.EventTime == "" || r.EventName == "" {
@@ -135,10 +135,20 @@ func mapCloudTrail(raw []byte) (*ocsf.Event, error) {
 	if err != nil {
 		return nil, errors.New("eventTime: " + err.Error())
 	}
-	u := ocsf.Unmapped{}
+	u := make(ocsf.Unmapped, len(r.Rest)+4)
 	keepAll(u, "", r.Rest)
 
-	ev := &ocsf.Event{Time: t.UnixMilli(), SeverityID: ocsf.SeverityInformational}
+	// The objects every CloudTrail event has, allocated at once.
+	blk := new(struct {
+		ev      ocsf.Event
+		actor   ocsf.Actor
+		api     ocsf.API
+		service ocsf.Service
+		cloud   ocsf.Cloud
+		account ocsf.Account
+	})
+	ev := &blk.ev
+	ev.Time, ev.SeverityID = t.UnixMilli(), ocsf.SeverityInformational
 	uid := r.EventID
 	if uid == "" { // eventVersion 1.0 records carry no eventID
 		uid = shortHash(raw)
@@ -156,7 +166,7 @@ func mapCloudTrail(raw []byte) (*ocsf.Event, error) {
 	}
 
 	// Who.
-	actor := &ocsf.Actor{}
+	actor := &blk.actor
 	var user *ocsf.User
 	if id := r.UserIdentity; id != nil {
 		user = ctUser(id, u)
@@ -196,9 +206,11 @@ func mapCloudTrail(raw []byte) (*ocsf.Event, error) {
 	ev.Actor = actor
 
 	// What.
-	api := &ocsf.API{Operation: r.EventName, Version: r.APIVersion}
+	api := &blk.api
+	api.Operation, api.Version = r.EventName, r.APIVersion
 	if r.EventSource != "" {
-		api.Service = &ocsf.Service{Name: r.EventSource}
+		blk.service.Name = r.EventSource
+		api.Service = &blk.service
 	}
 	if r.RequestID != "" {
 		api.Request = &ocsf.Request{UID: r.RequestID}
@@ -228,9 +240,11 @@ func mapCloudTrail(raw []byte) (*ocsf.Event, error) {
 	if acct == "" && r.UserIdentity != nil {
 		acct = r.UserIdentity.AccountID
 	}
-	ev.Cloud = &ocsf.Cloud{Provider: "AWS", Region: r.AWSRegion}
+	blk.cloud.Provider, blk.cloud.Region = "AWS", r.AWSRegion
+	ev.Cloud = &blk.cloud
 	if acct != "" {
-		ev.Cloud.Account = &ocsf.Account{UID: acct, Type: "AWS Account", TypeID: ocsf.AccountAWS}
+		blk.account = ocsf.Account{UID: acct, Type: "AWS Account", TypeID: ocsf.AccountAWS}
+		ev.Cloud.Account = &blk.account
 	}
 	if user != nil {
 		ev.Cloud.Partition = arnPartition(user.UID)
@@ -321,10 +335,18 @@ func ctSession(id *ctIdentity, u ocsf.Unmapped) *ocsf.Session {
 	if is := sc.SessionIssuer; is != nil {
 		s.Issuer = is.ARN
 		// The issuer's other fields repeat the ARN; keep them all the same.
-		for k, v := range map[string]string{"type": is.Type, "principalId": is.PrincipalID, "accountId": is.AccountID, "userName": is.UserName} {
-			if v != "" {
-				u["userIdentity.sessionContext.sessionIssuer."+k] = quote(v)
-			}
+		const p = "userIdentity.sessionContext.sessionIssuer."
+		if is.Type != "" {
+			u[p+"type"] = quote(is.Type)
+		}
+		if is.PrincipalID != "" {
+			u[p+"principalId"] = quote(is.PrincipalID)
+		}
+		if is.AccountID != "" {
+			u[p+"accountId"] = quote(is.AccountID)
+		}
+		if is.UserName != "" {
+			u[p+"userName"] = quote(is.UserName)
 		}
 		keepAll(u, "userIdentity.sessionContext.sessionIssuer.", is.Rest)
 	}

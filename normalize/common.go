@@ -224,7 +224,4 @@ func fieldOf(raw []byte, key string) jsontext.Value {
 	return m[key]
 }
 
-func quote(s string) jsontext.Value {
-	b, _ := json.Marshal(s)
-	return b
-}
+func quote(s string) jsontext.Value { return ocsf.Quote(s) }

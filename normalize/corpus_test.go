@@ -3,12 +3,16 @@ package normalize
 import (
 	"bufio"
 	"bytes"
+	stdjson "encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/go-json-experiment/json"
 
 	"github.com/trailkeeper/trailkeeper/internal/ocsfschema"
 )
@@ -64,6 +68,14 @@ func corpus(t testing.TB) []record {
 	return out
 }
 
+func sameJSON(a, b []byte) bool {
+	var x, y any
+	if stdjson.Unmarshal(a, &x) != nil || stdjson.Unmarshal(b, &y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
+}
+
 func itoa(i int) string { return strings.TrimSpace(strings.Repeat(" ", 0) + fmtInt(i)) }
 
 func fmtInt(i int) string {
@@ -98,6 +110,9 @@ func TestEveryFixtureIsValidOCSF(t *testing.T) {
 		ev, err := n.Normalize(r.raw, r.hint)
 		if err != nil {
 			continue // listed, with the reason, in testdata/golden/not-events.txt
+		}
+		if want, err := json.Marshal(ev.OCSF, encodeOpts); err != nil || !sameJSON(ev.JSON, want) {
+			t.Errorf("%s: the hand encoding differs from json.Marshal (%v)", r.origin, err)
 		}
 		if errs := s.Validate(ev.JSON); len(errs) > 0 {
 			t.Errorf("%s: invalid OCSF:\n  %v", r.origin, errors.Join(errs...))

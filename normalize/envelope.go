@@ -20,9 +20,6 @@ const maxWrapDepth = 5
 // (an array, outermost first), or nil when there was none.
 func unwrap(raw []byte, hint Format) ([]byte, Format, jsontext.Value, error) {
 	var f0 Format // sniffed from the keys of the innermost record
-	if hint != FormatUnknown && hint != FormatLookup && !mayBeEnvelope(raw) {
-		return raw, hint, nil, nil // the hot path: a record from a known container
-	}
 	var envs []map[string]jsontext.Value
 	for depth := 0; ; depth++ {
 		keys := scanKeys(raw)
@@ -62,23 +59,6 @@ func unwrap(raw []byte, hint Format) ([]byte, Format, jsontext.Value, error) {
 	}
 	env, err := json.Marshal(envs, encodeOpts)
 	return raw, f, env, err
-}
-
-// envelopeMarkers are byte strings every envelope holds one of; a record
-// holding none is not wrapped, which a substring search shows faster than
-// a scan of its keys.
-var envelopeMarkers = [][]byte{
-	[]byte(`"CloudTrailEvent"`), []byte(`"detail-type"`), []byte(`"Notification"`),
-	[]byte(`"MessageId"`), []byte(`"messageId"`), []byte(`"message_id"`), []byte(`"ackId"`), []byte(`"subscription"`),
-}
-
-func mayBeEnvelope(raw []byte) bool {
-	for _, m := range envelopeMarkers {
-		if bytes.Contains(raw, m) {
-			return true
-		}
-	}
-	return false
 }
 
 // isEnvelope tells from the top-level keys alone whether peel has work.

@@ -20,7 +20,7 @@ type gcpEntry struct {
 	Severity         string                    `json:"severity"`
 	Resource         jsontext.Value            `json:"resource"`
 	ProtoPayload     *gcpAuditLog              `json:"protoPayload"`
-	Rest             map[string]jsontext.Value `json:",unknown"`
+	Rest             map[string]jsontext.Value `json:",embed"`
 }
 
 type gcpResource struct {
@@ -40,7 +40,7 @@ type gcpAuditLog struct {
 	Request            jsontext.Value            `json:"request"`
 	Response           jsontext.Value            `json:"response"`
 	ResourceLocation   jsontext.Value            `json:"resourceLocation"`
-	Rest               map[string]jsontext.Value `json:",unknown"`
+	Rest               map[string]jsontext.Value `json:",embed"`
 }
 
 type gcpAuthn struct {
@@ -48,7 +48,7 @@ type gcpAuthn struct {
 	PrincipalSubject      string                    `json:"principalSubject"`
 	ServiceAccountKeyName string                    `json:"serviceAccountKeyName"`
 	Delegation            []jsontext.Value          `json:"serviceAccountDelegationInfo"`
-	Rest                  map[string]jsontext.Value `json:",unknown"`
+	Rest                  map[string]jsontext.Value `json:",embed"`
 }
 
 type gcpRequestMetadata struct {
@@ -57,9 +57,9 @@ type gcpRequestMetadata struct {
 	CallerNetwork           string `json:"callerNetwork"`
 	RequestAttributes       *struct {
 		ID   string                    `json:"id"`
-		Rest map[string]jsontext.Value `json:",unknown"`
+		Rest map[string]jsontext.Value `json:",embed"`
 	} `json:"requestAttributes"`
-	Rest map[string]jsontext.Value `json:",unknown"`
+	Rest map[string]jsontext.Value `json:",embed"`
 }
 
 type gcpAuthz struct {
@@ -71,7 +71,7 @@ type gcpAuthz struct {
 type gcpStatus struct {
 	Code    jsontext.Value            `json:"code"`
 	Message string                    `json:"message"`
-	Rest    map[string]jsontext.Value `json:",unknown"`
+	Rest    map[string]jsontext.Value `json:",embed"`
 }
 
 const auditLogType = "type.googleapis.com/google.cloud.audit.AuditLog"

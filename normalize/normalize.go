@@ -8,8 +8,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/go-json-experiment/json"
-
 	"github.com/trailkeeper/trailkeeper/normalize/ocsf"
 )
 
@@ -30,11 +28,7 @@ type Event struct {
 
 // Encode re-encodes the OCSF event into JSON (after an enrichment).
 func (e *Event) Encode() error {
-	b, err := json.Marshal(e.OCSF, encodeOpts)
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", e.UID, err)
-	}
-	e.JSON = b
+	e.JSON = e.OCSF.AppendJSON(make([]byte, 0, 2*len(e.OCSF.RawData)+1024))
 	return nil
 }
 
@@ -57,6 +51,14 @@ type Normalizer struct {
 
 var std Normalizer
 
+// mappers map one record of each format.
+var mappers = map[Format]func([]byte) (*ocsf.Event, error){
+	FormatCloudTrail:  mapCloudTrail,
+	FormatGCPAudit:    mapGCP,
+	FormatAzureREST:   mapAzure,
+	FormatAzureExport: mapAzure,
+}
+
 // Normalize maps one raw record with the default Normalizer.
 func Normalize(raw []byte, hint Format) (*Event, error) { return std.Normalize(raw, hint) }
 
@@ -67,25 +69,33 @@ func (n *Normalizer) Normalize(raw []byte, hint Format) (*Event, error) {
 	if !utf8.Valid(raw) {
 		return nil, ErrInvalidUTF8
 	}
-	rec, f, env, err := unwrap(raw, hint)
-	if err != nil {
-		return nil, err
+	var (
+		rec = raw
+		f   = hint
+		env []byte
+		ev  *ocsf.Event
+		err error
+	)
+	// The hot path: a record whose container said its format (a trail
+	// file's Records) is mapped at once. Only when that fails, or the format
+	// is unknown, are envelopes looked for and the format sniffed.
+	if m := mappers[hint]; m != nil {
+		ev, err = m(raw)
 	}
-	var ev *ocsf.Event
-	switch f {
-	case FormatCloudTrail:
-		ev, err = mapCloudTrail(rec)
-	case FormatGCPAudit:
-		ev, err = mapGCP(rec)
-	case FormatAzureREST, FormatAzureExport:
-		ev, err = mapAzure(rec)
-	case FormatDigest:
-		return nil, ErrDigest
-	default:
-		return nil, ErrUnknownFormat
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", f, err)
+	if ev == nil {
+		if rec, f, env, err = unwrap(raw, hint); err != nil {
+			return nil, err
+		}
+		m := mappers[f]
+		switch {
+		case f == FormatDigest:
+			return nil, ErrDigest
+		case m == nil:
+			return nil, ErrUnknownFormat
+		}
+		if ev, err = m(rec); err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
 	}
 	if env != nil {
 		if ev.Unmapped == nil {
