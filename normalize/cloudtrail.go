@@ -60,20 +60,24 @@ type ctIdentity struct {
 }
 
 type ctSessionContext struct {
-	SessionIssuer *struct {
-		Type        string                    `json:"type"`
-		PrincipalID string                    `json:"principalId"`
-		ARN         string                    `json:"arn"`
-		AccountID   string                    `json:"accountId"`
-		UserName    string                    `json:"userName"`
-		Rest        map[string]jsontext.Value `json:",embed"`
-	} `json:"sessionIssuer"`
-	Attributes *struct {
-		CreationDate     string                    `json:"creationDate"`
-		MFAAuthenticated jsontext.Value            `json:"mfaAuthenticated"`
-		Rest             map[string]jsontext.Value `json:",embed"`
-	} `json:"attributes"`
-	Rest map[string]jsontext.Value `json:",embed"`
+	SessionIssuer *ctIssuer                 `json:"sessionIssuer"`
+	Attributes    *ctAttributes             `json:"attributes"`
+	Rest          map[string]jsontext.Value `json:",embed"`
+}
+
+type ctIssuer struct {
+	Type        string                    `json:"type"`
+	PrincipalID string                    `json:"principalId"`
+	ARN         string                    `json:"arn"`
+	AccountID   string                    `json:"accountId"`
+	UserName    string                    `json:"userName"`
+	Rest        map[string]jsontext.Value `json:",embed"`
+}
+
+type ctAttributes struct {
+	CreationDate     string                    `json:"creationDate"`
+	MFAAuthenticated jsontext.Value            `json:"mfaAuthenticated"`
+	Rest             map[string]jsontext.Value `json:",embed"`
 }
 
 type ctOnBehalfOf struct {
@@ -112,14 +116,28 @@ var userTypeIDs = map[string]int{
 
 // mapCloudTrail maps one CloudTrail record (eventVersion 1.0 to 1.11).
 func mapCloudTrail(raw []byte) (*ocsf.Event, error) {
-	var r ctRecord
-	if err := decodeCT(raw, &r); err != nil {
+	// The objects every CloudTrail event has, allocated at once.
+	blk := new(struct {
+		r        ctRecord
+		ev       ocsf.Event
+		actor    ocsf.Actor
+		api      ocsf.API
+		service  ocsf.Service
+		request  ocsf.Request
+		response ocsf.Response
+		cloud    ocsf.Cloud
+		account  ocsf.Account
+		feature  ocsf.Feature
+		http     ocsf.HTTPRequest
+	})
+	r := &blk.r
+	if err := decodeCT(raw, r); err != nil {
 		return nil, err
 	}
 	if r.EventTime == "" || r.EventName == "" {
 		// Lower-cased keys: decode again, matching names without case.
-		r = ctRecord{}
-		if err := json.Unmarshal(raw, &r, ctDecodeOpts); err != nil {
+		*r = ctRecord{}
+		if err := json.Unmarshal(raw, r, ctDecodeOpts); err != nil {
 			return nil, err
 		}
 	}
@@ -138,15 +156,6 @@ func mapCloudTrail(raw []byte) (*ocsf.Event, error) {
 	u := make(ocsf.Unmapped, len(r.Rest)+4)
 	keepAll(u, "", r.Rest)
 
-	// The objects every CloudTrail event has, allocated at once.
-	blk := new(struct {
-		ev      ocsf.Event
-		actor   ocsf.Actor
-		api     ocsf.API
-		service ocsf.Service
-		cloud   ocsf.Cloud
-		account ocsf.Account
-	})
 	ev := &blk.ev
 	ev.Time, ev.SeverityID = t.UnixMilli(), ocsf.SeverityInformational
 	uid := r.EventID
@@ -162,7 +171,8 @@ func mapCloudTrail(raw []byte) (*ocsf.Event, error) {
 		OriginalTime: r.EventTime,
 	}
 	if r.EventCategory != "" {
-		ev.Metadata.Product.Feature = &ocsf.Feature{Name: r.EventCategory}
+		blk.feature.Name = r.EventCategory
+		ev.Metadata.Product.Feature = &blk.feature
 	}
 
 	// Who.
@@ -213,14 +223,16 @@ func mapCloudTrail(raw []byte) (*ocsf.Event, error) {
 		api.Service = &blk.service
 	}
 	if r.RequestID != "" {
-		api.Request = &ocsf.Request{UID: r.RequestID}
+		blk.request.UID = r.RequestID
+		api.Request = &blk.request
 		if present(r.RequestParameters) {
 			api.Request.Data = r.RequestParameters
 		}
 	} else {
 		keep(u, "requestParameters", r.RequestParameters) // OCSF's request needs a uid
 	}
-	resp := &ocsf.Response{Error: r.ErrorCode, Message: r.ErrorMessage}
+	resp := &blk.response
+	resp.Error, resp.Message = r.ErrorCode, r.ErrorMessage
 	if present(r.ResponseElements) {
 		resp.Data = r.ResponseElements
 	} else {
@@ -261,7 +273,8 @@ func mapCloudTrail(raw []byte) (*ocsf.Event, error) {
 		ev.SrcEndpoint = &ocsf.NetworkEndpoint{SvcName: cmp.Or(r.EventSource, "AWS")}
 	}
 	if r.UserAgent != "" {
-		ev.HTTPRequest = &ocsf.HTTPRequest{UserAgent: r.UserAgent}
+		blk.http.UserAgent = r.UserAgent
+		ev.HTTPRequest = &blk.http
 	}
 	if present(r.TLSDetails) {
 		var tls struct {
@@ -286,7 +299,7 @@ func mapCloudTrail(raw []byte) (*ocsf.Event, error) {
 	}
 	setStatus(ev, failed, r.ErrorCode, r.ErrorMessage)
 
-	ctClassify(ev, &r, user, u)
+	ctClassify(ev, r, user, u)
 	ev.Unmapped = u
 	return ev, nil
 }

@@ -4,145 +4,259 @@ import (
 	"bytes"
 	"errors"
 	"sync"
+	"unsafe"
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 )
 
+// The CloudTrail decoder is written by hand: its members are matched with
+// a switch instead of a reflective field lookup, and strings and raw values
+// are slices of the record, not copies. The record must therefore never
+// change afterwards (Normalize owns the copy it passes). It accepts what
+// json.Unmarshal into ctRecord accepts, and is tested and fuzzed against it.
+
 // decoders are reused: a CloudTrail record is decoded on every event.
-var decoders = sync.Pool{New: func() any { return jsontext.NewDecoder(bytes.NewReader(nil)) }}
+var decoders = sync.Pool{New: func() any {
+	d := new(pooledDecoder)
+	d.dec = jsontext.NewDecoder(&d.rd)
+	return d
+}}
+
+type pooledDecoder struct {
+	rd  bytes.Reader
+	dec *jsontext.Decoder
+}
 
 var errNotObject = errors.New("not a JSON object")
 
-// decodeCT decodes a CloudTrail record's top level by hand (nested objects
-// by json): the record's ~20 members are matched with a switch instead of
-// a reflective field lookup, which halves the decode. It accepts what
-// json.Unmarshal into ctRecord accepts, and is tested against it.
-func decodeCT(raw []byte, r *ctRecord) error {
-	dec := decoders.Get().(*jsontext.Decoder)
-	defer decoders.Put(dec)
-	dec.Reset(bytes.NewReader(raw), jsontext.AllowDuplicateNames(true))
+// members calls fn for each member of the JSON object obj, with the name
+// and the value as slices of obj. fn returns false for a name it does not
+// know. Unknown members go to *rest.
+func members(obj []byte, rest *map[string]jsontext.Value, fn func(name string, v jsontext.Value) (bool, error)) error {
+	pd := decoders.Get().(*pooledDecoder)
+	defer decoders.Put(pd)
+	pd.rd.Reset(obj)
+	dec := pd.dec
+	dec.Reset(&pd.rd, jsontext.AllowDuplicateNames(true))
 	if tok, err := dec.ReadToken(); err != nil {
 		return err
 	} else if tok.Kind() != '{' {
 		return errNotObject
 	}
 	for dec.PeekKind() != '}' {
-		k, err := dec.ReadValue() // the quoted name, valid until the next read
-		if err != nil {
+		if _, err := dec.ReadValue(); err != nil {
 			return err
 		}
-		name, err := unquoteName(k)
+		kend := int(dec.InputOffset())
+		name, err := unquoteName(obj, kend)
 		if err != nil {
 			return err
-		}
-		var sp *string
-		var vp *jsontext.Value
-		switch name {
-		case "eventVersion":
-			sp = &r.EventVersion
-		case "eventTime":
-			sp = &r.EventTime
-		case "eventSource":
-			sp = &r.EventSource
-		case "eventName":
-			sp = &r.EventName
-		case "awsRegion":
-			sp = &r.AWSRegion
-		case "sourceIPAddress":
-			sp = &r.SourceIPAddress
-		case "userAgent":
-			sp = &r.UserAgent
-		case "errorCode":
-			sp = &r.ErrorCode
-		case "errorMessage":
-			sp = &r.ErrorMessage
-		case "requestID":
-			sp = &r.RequestID
-		case "eventID":
-			sp = &r.EventID
-		case "eventType":
-			sp = &r.EventType
-		case "apiVersion":
-			sp = &r.APIVersion
-		case "recipientAccountId":
-			sp = &r.RecipientAccountID
-		case "eventCategory":
-			sp = &r.EventCategory
-		case "vpcEndpointId":
-			sp = &r.VPCEndpointID
-		case "requestParameters":
-			vp = &r.RequestParameters
-		case "responseElements":
-			vp = &r.ResponseElements
-		case "additionalEventData":
-			vp = &r.AdditionalEventData
-		case "resources":
-			vp = &r.Resources
-		case "tlsDetails":
-			vp = &r.TLSDetails
-		case "userIdentity":
-			if err := json.UnmarshalDecode(dec, &r.UserIdentity, decodeOpts); err != nil {
-				return err
-			}
-			continue
-		case "insightDetails":
-			if err := json.UnmarshalDecode(dec, &r.InsightDetails, decodeOpts); err != nil {
-				return err
-			}
-			continue
 		}
 		v, err := dec.ReadValue()
 		if err != nil {
 			return err
 		}
-		switch {
-		case sp != nil:
-			if err := stringValue(v, sp); err != nil {
-				return errors.New(name + ": " + err.Error())
+		end := int(dec.InputOffset())
+		v = obj[end-len(v) : end : end] // the same bytes, in obj
+		known, err := fn(name, v)
+		if err != nil {
+			return errors.New(name + ": " + err.Error())
+		}
+		if !known {
+			if *rest == nil {
+				*rest = make(map[string]jsontext.Value, 8)
 			}
-		case vp != nil:
-			*vp = bytes.Clone(v)
-		default:
-			if r.Rest == nil {
-				r.Rest = make(map[string]jsontext.Value, 8)
-			}
-			r.Rest[name] = bytes.Clone(v)
+			(*rest)[name] = v
 		}
 	}
 	if _, err := dec.ReadToken(); err != nil {
 		return err
 	}
 	if _, err := dec.ReadToken(); err == nil {
-		return errors.New("data after the record")
+		return errors.New("data after the object")
 	}
 	return nil
 }
 
-// unquoteName returns a member name; names without escapes cost one
-// allocation-free conversion in the switch above and one copy here.
-func unquoteName(k jsontext.Value) (string, error) {
+// unquoteName returns the member name whose quoted form ends at obj[end].
+func unquoteName(obj []byte, end int) (string, error) {
+	start := bytes.LastIndexByte(obj[:end-1], '"')
+	for start > 0 && isEscaped(obj, start) {
+		start = bytes.LastIndexByte(obj[:start], '"')
+	}
+	k := obj[start:end]
 	if bytes.IndexByte(k, '\\') < 0 {
-		return string(k[1 : len(k)-1]), nil
+		return unsafe.String(&k[1], len(k)-2), nil // in obj, which never changes
 	}
 	b, err := jsontext.AppendUnquote(nil, k)
 	return string(b), err
 }
 
-// stringValue stores a JSON string in *dst; null leaves it empty. Other
-// kinds are an error, as json.Unmarshal into a string field would be.
-func stringValue(v jsontext.Value, dst *string) error {
+func isEscaped(b []byte, i int) bool {
+	n := 0
+	for p := i - 1; p >= 0 && b[p] == '\\'; p-- {
+		n++
+	}
+	return n%2 == 1
+}
+
+// str stores a JSON string (or null) in *dst, aliasing it when it holds no
+// escapes; other kinds are an error, as for json.Unmarshal.
+func str(v jsontext.Value, dst *string) (bool, error) {
 	switch v[0] {
 	case '"':
 		if bytes.IndexByte(v, '\\') < 0 {
-			*dst = string(v[1 : len(v)-1])
-			return nil
+			*dst = unsafe.String(&v[1], len(v)-2) // v is never changed
+			return true, nil
 		}
 		b, err := jsontext.AppendUnquote(nil, v)
 		*dst = string(b)
-		return err
+		return true, err
 	case 'n':
-		return nil
+		return true, nil
 	}
-	return errors.New("not a string")
+	return true, errors.New("not a string")
+}
+
+// object decodes v (an object or null) into a new *T with dec.
+func object[T any](v jsontext.Value, dst **T, dec func([]byte, *T) error) (bool, error) {
+	if v[0] == 'n' {
+		return true, nil
+	}
+	t := new(T)
+	if err := dec(v, t); err != nil {
+		return true, err
+	}
+	*dst = t
+	return true, nil
+}
+
+// reflective decodes with json, for the rare nested objects.
+func reflective[T any](v []byte, t *T) error { return json.Unmarshal(v, t, decodeOpts) }
+
+func raw(v jsontext.Value, dst *jsontext.Value) (bool, error) { *dst = v; return true, nil }
+
+func decodeCT(b []byte, r *ctRecord) error {
+	return members(b, &r.Rest, func(name string, v jsontext.Value) (bool, error) {
+		switch name {
+		case "eventVersion":
+			return str(v, &r.EventVersion)
+		case "eventTime":
+			return str(v, &r.EventTime)
+		case "eventSource":
+			return str(v, &r.EventSource)
+		case "eventName":
+			return str(v, &r.EventName)
+		case "awsRegion":
+			return str(v, &r.AWSRegion)
+		case "sourceIPAddress":
+			return str(v, &r.SourceIPAddress)
+		case "userAgent":
+			return str(v, &r.UserAgent)
+		case "errorCode":
+			return str(v, &r.ErrorCode)
+		case "errorMessage":
+			return str(v, &r.ErrorMessage)
+		case "requestID":
+			return str(v, &r.RequestID)
+		case "eventID":
+			return str(v, &r.EventID)
+		case "eventType":
+			return str(v, &r.EventType)
+		case "apiVersion":
+			return str(v, &r.APIVersion)
+		case "recipientAccountId":
+			return str(v, &r.RecipientAccountID)
+		case "eventCategory":
+			return str(v, &r.EventCategory)
+		case "vpcEndpointId":
+			return str(v, &r.VPCEndpointID)
+		case "requestParameters":
+			return raw(v, &r.RequestParameters)
+		case "responseElements":
+			return raw(v, &r.ResponseElements)
+		case "additionalEventData":
+			return raw(v, &r.AdditionalEventData)
+		case "resources":
+			return raw(v, &r.Resources)
+		case "tlsDetails":
+			return raw(v, &r.TLSDetails)
+		case "userIdentity":
+			return object(v, &r.UserIdentity, decodeIdentity)
+		case "insightDetails":
+			return object(v, &r.InsightDetails, reflective)
+		}
+		return false, nil
+	})
+}
+
+func decodeIdentity(b []byte, id *ctIdentity) error {
+	return members(b, &id.Rest, func(name string, v jsontext.Value) (bool, error) {
+		switch name {
+		case "type":
+			return str(v, &id.Type)
+		case "principalId":
+			return str(v, &id.PrincipalID)
+		case "arn":
+			return str(v, &id.ARN)
+		case "accountId":
+			return str(v, &id.AccountID)
+		case "accessKeyId":
+			return str(v, &id.AccessKeyID)
+		case "userName":
+			return str(v, &id.UserName)
+		case "invokedBy":
+			return str(v, &id.InvokedBy)
+		case "identityProvider":
+			return str(v, &id.IdentityProvider)
+		case "credentialId":
+			return str(v, &id.CredentialID)
+		case "sessionContext":
+			return object(v, &id.SessionContext, decodeSessionContext)
+		case "onBehalfOf":
+			return object(v, &id.OnBehalfOf, reflective)
+		case "webIdFederationData":
+			return object(v, &id.WebIDFederationData, reflective)
+		}
+		return false, nil
+	})
+}
+
+func decodeSessionContext(b []byte, sc *ctSessionContext) error {
+	return members(b, &sc.Rest, func(name string, v jsontext.Value) (bool, error) {
+		switch name {
+		case "sessionIssuer":
+			return object(v, &sc.SessionIssuer, func(b []byte, is *ctIssuer) error {
+				return members(b, &is.Rest, func(name string, v jsontext.Value) (bool, error) {
+					switch name {
+					case "type":
+						return str(v, &is.Type)
+					case "principalId":
+						return str(v, &is.PrincipalID)
+					case "arn":
+						return str(v, &is.ARN)
+					case "accountId":
+						return str(v, &is.AccountID)
+					case "userName":
+						return str(v, &is.UserName)
+					}
+					return false, nil
+				})
+			})
+		case "attributes":
+			return object(v, &sc.Attributes, func(b []byte, at *ctAttributes) error {
+				return members(b, &at.Rest, func(name string, v jsontext.Value) (bool, error) {
+					switch name {
+					case "creationDate":
+						return str(v, &at.CreationDate)
+					case "mfaAuthenticated":
+						return raw(v, &at.MFAAuthenticated)
+					}
+					return false, nil
+				})
+			})
+		}
+		return false, nil
+	})
 }

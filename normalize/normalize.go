@@ -1,12 +1,13 @@
 package normalize
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
-	"unicode/utf8"
+	"unsafe"
 
 	"github.com/trailkeeper/trailkeeper/normalize/ocsf"
 )
@@ -37,7 +38,6 @@ var (
 	ErrUnknownFormat = errors.New("unknown record format")
 	ErrDigest        = errors.New("a CloudTrail digest file, not an event")
 	ErrNotAudit      = errors.New("not an audit log entry")
-	ErrInvalidUTF8   = errors.New("record is not valid UTF-8")
 )
 
 // Normalizer maps records. The zero value is ready; Now is the clock of
@@ -66,23 +66,23 @@ func Normalize(raw []byte, hint Format) (*Event, error) { return std.Normalize(r
 // EventBridge, SNS, SQS, Pub/Sub messages) are unwrapped first; hint may be
 // FormatUnknown, in which case the format is sniffed. See the package doc.
 func (n *Normalizer) Normalize(raw []byte, hint Format) (*Event, error) {
-	if !utf8.Valid(raw) {
-		return nil, ErrInvalidUTF8
-	}
+	// One copy of the record, never changed afterwards: raw_data is it, and
+	// the CloudTrail decoder takes strings and values as slices of it.
+	raw = bytes.Clone(raw)
 	var (
 		rec = raw
 		f   = hint
 		env []byte
 		ev  *ocsf.Event
-		err error
 	)
 	// The hot path: a record whose container said its format (a trail
 	// file's Records) is mapped at once. Only when that fails, or the format
 	// is unknown, are envelopes looked for and the format sniffed.
 	if m := mappers[hint]; m != nil {
-		ev, err = m(raw)
+		ev, _ = m(raw) // a failure may be an envelope: decided below
 	}
 	if ev == nil {
+		var err error
 		if rec, f, env, err = unwrap(raw, hint); err != nil {
 			return nil, err
 		}
@@ -115,7 +115,7 @@ func (n *Normalizer) Normalize(raw []byte, hint Format) (*Event, error) {
 	// raw_data is the record itself, exactly: the same CloudTrail record
 	// reads the same whether it came in an S3 file or through EventBridge.
 	sum := sha256.Sum256(rec)
-	ev.RawData = string(rec)
+	ev.RawData = unsafe.String(unsafe.SliceData(rec), len(rec)) // rec is ours and immutable
 	ev.RawDataHash = &ocsf.Fingerprint{AlgorithmID: 3, Algorithm: "SHA-256", Value: hex.EncodeToString(sum[:])}
 	ev.RawDataSize = int64(len(rec))
 	if len(ev.Unmapped) == 0 {

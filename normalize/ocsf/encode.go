@@ -1,7 +1,7 @@
 package ocsf
 
 import (
-	"maps"
+	"bytes"
 	"slices"
 	"strconv"
 
@@ -206,7 +206,12 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	if e.Unmapped != nil {
 		w.key("unmapped")
 		w.open()
-		for _, k := range slices.Sorted(maps.Keys(e.Unmapped)) {
+		keys := make([]string, 0, len(e.Unmapped))
+		for k := range e.Unmapped {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
 			w.keyEscaped(k)
 			w.b = appendCompact(w.b, e.Unmapped[k])
 		}
@@ -508,7 +513,7 @@ func appendString(b []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !mustEscape[c] {
+		if mustEscape[c] == 0 {
 			continue
 		}
 		b = append(b, s[start:i]...)
@@ -534,37 +539,53 @@ func appendString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-var mustEscape = func() (t [256]bool) {
+var mustEscape = func() (t [256]uint8) {
 	for c := range 0x20 {
-		t[c] = true
+		t[c] = 1
 	}
-	t['"'], t['\\'] = true, true
+	t['"'], t['\\'] = 1, 1
 	return t
 }()
 
 const hexDigits = "0123456789abcdef"
 
 // appendCompact appends a valid JSON value without insignificant
-// whitespace, so that an event is always one line.
+// whitespace, so that an event is always one line. Strings are skipped
+// whole with IndexByte: they are most of a value's bytes.
 func appendCompact(b []byte, v []byte) []byte {
-	inString, escaped := false, false
 	start := 0
-	for i, c := range v {
-		switch {
-		case inString:
-			if escaped {
-				escaped = false
-			} else if c == '\\' {
-				escaped = true
-			} else if c == '"' {
-				inString = false
-			}
-		case c == '"':
-			inString = true
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+	for i := 0; i < len(v); {
+		switch c := v[i]; c {
+		case '"':
+			i = stringEnd(v, i) + 1
+		case ' ', '\t', '\n', '\r':
 			b = append(b, v[start:i]...)
-			start = i + 1
+			i++
+			start = i
+		default:
+			i++
 		}
 	}
 	return append(b, v[start:]...)
+}
+
+// stringEnd returns the index of the quote that closes the string whose
+// opening quote is at v[open] (len(v)-1 if it does not close).
+func stringEnd(v []byte, open int) int {
+	j := open + 1
+	for {
+		k := bytes.IndexByte(v[j:], '"')
+		if k < 0 {
+			return len(v) - 1
+		}
+		j += k
+		n := 0 // backslashes right before: an odd count escapes the quote
+		for p := j - 1; p > open && v[p] == '\\'; p-- {
+			n++
+		}
+		if n%2 == 0 {
+			return j
+		}
+		j++
+	}
 }

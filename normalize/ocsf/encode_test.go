@@ -104,3 +104,16 @@ func TestAppendStringWords(t *testing.T) {
 		}
 	}
 }
+
+func TestAppendCompactStrings(t *testing.T) {
+	for in, want := range map[string]string{
+		`{ "a\\" : "b\\\" c" }`:   `{"a\\":"b\\\" c"}`,
+		"[ \"x y\" , 1 ]":         `["x y",1]`,
+		`"unterminated  string`:   `"unterminated  string`,
+		"{\"k\":\t\"\\\\\\\\\" }": "{\"k\":\"\\\\\\\\\"}",
+	} {
+		if got := string(appendCompact(nil, []byte(in))); got != want {
+			t.Errorf("appendCompact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -5,7 +5,11 @@
 // are omitted when zero, so an event carries only what the source said.
 package ocsf
 
-import "github.com/go-json-experiment/json/jsontext"
+import (
+	"sync"
+
+	"github.com/go-json-experiment/json/jsontext"
+)
 
 // Version is the one place the OCSF version is pinned; it is written to
 // metadata.version of every event.
@@ -378,8 +382,19 @@ func (e *Event) SetClass(class, activityID int, activityName string) {
 	e.ActivityID, e.ActivityName = activityID, activityName
 	e.TypeUID = int64(class)*100 + int64(activityID)
 	if activityName != "" {
-		e.TypeName = c.Name + ": " + activityName
+		e.TypeName = typeName(c.Name, activityName)
 	}
+}
+
+var typeNames sync.Map // "class: activity" strings, made once each
+
+func typeName(class, activity string) string {
+	k := [2]string{class, activity}
+	if v, ok := typeNames.Load(k); ok {
+		return v.(string)
+	}
+	v, _ := typeNames.LoadOrStore(k, class+": "+activity)
+	return v.(string)
 }
 
 // SeverityName is the caption of a severity id.
