@@ -28,9 +28,9 @@ func benchRecords(b *testing.B, prefix string) [][]byte {
 	return out
 }
 
-func benchMapper(b *testing.B, prefix string, f Format) {
+// benchSetup returns the records and reports their mean size per op.
+func benchSetup(b *testing.B, prefix string) [][]byte {
 	recs := benchRecords(b, prefix)
-	n := Normalizer{NoProcessedTime: true}
 	var bytes int64
 	for _, r := range recs {
 		bytes += int64(len(r))
@@ -38,6 +38,12 @@ func benchMapper(b *testing.B, prefix string, f Format) {
 	b.SetBytes(bytes / int64(len(recs)))
 	b.ReportAllocs()
 	b.ResetTimer()
+	return recs
+}
+
+func benchMapper(b *testing.B, prefix string, f Format) {
+	recs := benchSetup(b, prefix)
+	n := Normalizer{NoProcessedTime: true}
 	for i := 0; b.Loop(); i++ {
 		if _, err := n.Normalize(recs[i%len(recs)], f); err != nil {
 			b.Fatal(err)
@@ -48,14 +54,7 @@ func benchMapper(b *testing.B, prefix string, f Format) {
 // benchNaive is the baseline: decode into map[string]any and encode it
 // back with encoding/json, the least a mapper that keeps everything does.
 func benchNaive(b *testing.B, prefix string) {
-	recs := benchRecords(b, prefix)
-	var bytes int64
-	for _, r := range recs {
-		bytes += int64(len(r))
-	}
-	b.SetBytes(bytes / int64(len(recs)))
-	b.ReportAllocs()
-	b.ResetTimer()
+	recs := benchSetup(b, prefix)
 	for i := 0; b.Loop(); i++ {
 		var m map[string]any
 		if err := stdjson.Unmarshal(recs[i%len(recs)], &m); err != nil {

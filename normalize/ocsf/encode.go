@@ -17,7 +17,7 @@ import (
 // Raw values (request and response data, unmapped members) are written
 // compacted and must be valid JSON, as decoded input always is.
 func (e *Event) AppendJSON(b []byte) []byte {
-	w := writer{b: b}
+	w := &writer{b: b}
 	w.open()
 	w.intReq("activity_id", int64(e.ActivityID))
 	w.str("activity_name", e.ActivityName)
@@ -98,34 +98,24 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		w.str("uid", h.UID)
 		w.close()
 	}
-	if e.Resources != nil {
-		w.key("resources")
-		w.b = append(w.b, '[')
-		for i := range e.Resources {
-			if i > 0 {
-				w.b = append(w.b, ',')
-			}
-			r := &e.Resources[i]
-			w.open()
-			w.str("uid", r.UID)
-			w.str("name", r.Name)
-			w.str("type", r.Type)
-			w.str("region", r.Region)
-			w.str("cloud_partition", r.Partition)
-			if r.Owner != nil {
-				w.key("owner")
-				w.user(r.Owner)
-			}
-			if r.Group != nil {
-				w.key("group")
-				w.group(r.Group)
-			}
-			w.raw("data", r.Data)
-			w.close()
+	array(w, "resources", e.Resources, func(r *ResourceDetails) {
+		w.open()
+		w.str("uid", r.UID)
+		w.str("name", r.Name)
+		w.str("type", r.Type)
+		w.str("region", r.Region)
+		w.str("cloud_partition", r.Partition)
+		if r.Owner != nil {
+			w.key("owner")
+			w.user(r.Owner)
 		}
-		w.b = append(w.b, ']')
-		w.comma = true
-	}
+		if r.Group != nil {
+			w.key("group")
+			w.group(r.Group)
+		}
+		w.raw("data", r.Data)
+		w.close()
+	})
 	if e.User != nil {
 		w.key("user")
 		w.user(e.User)
@@ -139,18 +129,7 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		w.key("service")
 		w.service(e.Service)
 	}
-	if e.Policies != nil {
-		w.key("policies")
-		w.b = append(w.b, '[')
-		for i := range e.Policies {
-			if i > 0 {
-				w.b = append(w.b, ',')
-			}
-			w.policy(&e.Policies[i])
-		}
-		w.b = append(w.b, ']')
-		w.comma = true
-	}
+	array(w, "policies", e.Policies, w.policy)
 	w.int("logon_type_id", int64(e.LogonTypeID))
 	w.str("logon_type", e.LogonType)
 	if f := e.FindingInfo; f != nil {
@@ -169,30 +148,20 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	w.boolp("is_alert", e.IsAlert)
 	w.key("metadata")
 	w.metadata(&e.Metadata)
-	if e.Enrichments != nil {
-		w.key("enrichments")
-		w.b = append(w.b, '[')
-		for i := range e.Enrichments {
-			if i > 0 {
-				w.b = append(w.b, ',')
-			}
-			en := &e.Enrichments[i]
-			w.open()
-			w.strReq("name", en.Name)
-			w.strReq("value", en.Value)
-			w.key("data")
-			if len(en.Data) == 0 {
-				w.b = append(w.b, `null`...)
-			} else {
-				w.b = appendCompact(w.b, en.Data)
-			}
-			w.str("type", en.Type)
-			w.str("provider", en.Provider)
-			w.close()
+	array(w, "enrichments", e.Enrichments, func(en *Enrichment) {
+		w.open()
+		w.strReq("name", en.Name)
+		w.strReq("value", en.Value)
+		w.key("data")
+		if len(en.Data) == 0 {
+			w.b = append(w.b, `null`...)
+		} else {
+			w.b = appendCompact(w.b, en.Data)
 		}
-		w.b = append(w.b, ']')
-		w.comma = true
-	}
+		w.str("type", en.Type)
+		w.str("provider", en.Provider)
+		w.close()
+	})
 	w.str("raw_data", e.RawData)
 	if h := e.RawDataHash; h != nil {
 		w.key("raw_data_hash")
@@ -219,6 +188,24 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	}
 	w.close()
 	return w.b
+}
+
+// array writes key: [items…] with each item written by item; a nil slice
+// is omitted, as omitzero does.
+func array[T any](w *writer, key string, items []T, item func(*T)) {
+	if items == nil {
+		return
+	}
+	w.key(key)
+	w.b = append(w.b, '[')
+	for i := range items {
+		if i > 0 {
+			w.b = append(w.b, ',')
+		}
+		item(&items[i])
+	}
+	w.b = append(w.b, ']')
+	w.comma = true
 }
 
 type writer struct {
@@ -321,25 +308,15 @@ func (w *writer) actor(a *Actor) {
 	}
 	w.str("app_name", a.AppName)
 	w.str("app_uid", a.AppUID)
-	if a.Authorizations != nil {
-		w.key("authorizations")
-		w.b = append(w.b, '[')
-		for i := range a.Authorizations {
-			if i > 0 {
-				w.b = append(w.b, ',')
-			}
-			az := &a.Authorizations[i]
-			w.open()
-			w.str("decision", az.Decision)
-			if az.Policy != nil {
-				w.key("policy")
-				w.policy(az.Policy)
-			}
-			w.close()
+	array(w, "authorizations", a.Authorizations, func(az *Authorization) {
+		w.open()
+		w.str("decision", az.Decision)
+		if az.Policy != nil {
+			w.key("policy")
+			w.policy(az.Policy)
 		}
-		w.b = append(w.b, ']')
-		w.comma = true
-	}
+		w.close()
+	})
 	w.close()
 }
 
@@ -361,33 +338,13 @@ func (w *writer) user(u *User) {
 		w.key("org")
 		w.org(u.Org)
 	}
-	if u.Groups != nil {
-		w.key("groups")
-		w.b = append(w.b, '[')
-		for i := range u.Groups {
-			if i > 0 {
-				w.b = append(w.b, ',')
-			}
-			w.group(&u.Groups[i])
-		}
-		w.b = append(w.b, ']')
-		w.comma = true
-	}
-	if u.Credentials != nil {
-		w.key("programmatic_credentials")
-		w.b = append(w.b, '[')
-		for i, c := range u.Credentials {
-			if i > 0 {
-				w.b = append(w.b, ',')
-			}
-			w.open()
-			w.str("uid", c.UID)
-			w.str("type", c.Type)
-			w.close()
-		}
-		w.b = append(w.b, ']')
-		w.comma = true
-	}
+	array(w, "groups", u.Groups, w.group)
+	array(w, "programmatic_credentials", u.Credentials, func(c *ProgrammaticCredential) {
+		w.open()
+		w.str("uid", c.UID)
+		w.str("type", c.Type)
+		w.close()
+	})
 	w.close()
 }
 
