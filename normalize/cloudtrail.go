@@ -65,13 +65,12 @@ type ctSessionContext struct {
 	Rest          map[string]jsontext.Value `json:",embed"`
 }
 
+// ctIssuer keeps the session issuer's members as written (they go to
+// unmapped as they are); only arn and userName are read.
 type ctIssuer struct {
-	Type        string                    `json:"type"`
-	PrincipalID string                    `json:"principalId"`
-	ARN         string                    `json:"arn"`
-	AccountID   string                    `json:"accountId"`
-	UserName    string                    `json:"userName"`
-	Rest        map[string]jsontext.Value `json:",embed"`
+	ARN      string                    `json:"arn"`
+	UserName string                    `json:"userName"`
+	Rest     map[string]jsontext.Value `json:",embed"`
 }
 
 type ctAttributes struct {
@@ -153,8 +152,12 @@ func mapCloudTrail(raw []byte) (*ocsf.Event, error) {
 	if err != nil {
 		return nil, errors.New("eventTime: " + err.Error())
 	}
-	u := make(ocsf.Unmapped, len(r.Rest)+4)
-	keepAll(u, "", r.Rest)
+	// The members without a field are unmapped as they are: the map the
+	// decoder filled becomes the event's.
+	u := ocsf.Unmapped(r.Rest)
+	if u == nil {
+		u = make(ocsf.Unmapped, 8)
+	}
 
 	ev := &blk.ev
 	ev.Time, ev.SeverityID = t.UnixMilli(), ocsf.SeverityInformational
@@ -347,19 +350,10 @@ func ctSession(id *ctIdentity, u ocsf.Unmapped) *ocsf.Session {
 	s := &ocsf.Session{}
 	if is := sc.SessionIssuer; is != nil {
 		s.Issuer = is.ARN
-		// The issuer's other fields repeat the ARN; keep them all the same.
-		const p = "userIdentity.sessionContext.sessionIssuer."
-		if is.Type != "" {
-			u[p+"type"] = quote(is.Type)
-		}
-		if is.PrincipalID != "" {
-			u[p+"principalId"] = quote(is.PrincipalID)
-		}
-		if is.AccountID != "" {
-			u[p+"accountId"] = quote(is.AccountID)
-		}
+		// The issuer's other members (type, principalId, accountId, and
+		// userName, which names the role) repeat the ARN: kept as written.
 		if is.UserName != "" {
-			u[p+"userName"] = quote(is.UserName)
+			u["userIdentity.sessionContext.sessionIssuer.userName"] = quote(is.UserName)
 		}
 		keepAll(u, "userIdentity.sessionContext.sessionIssuer.", is.Rest)
 	}

@@ -56,20 +56,37 @@ var activityNames = map[int]string{
 
 // activityOf classifies an operation name by its leading verb: the first
 // camel-case word of "CreateBucket" or "UpdateFunctionCode20150331v2", the
-// whole of a lower-case "insert".
+// whole of a lower-case "insert". It runs on every event, so it lowers
+// case into a buffer on the stack instead of allocating.
 func activityOf(op string) int {
-	if id, ok := verbActivity[strings.ToLower(op)]; ok {
-		return id
+	var buf [32]byte
+	lower := func(s string) []byte {
+		n := min(len(s), len(buf))
+		for i := range n {
+			c := s[i]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			buf[i] = c
+		}
+		return buf[:n]
+	}
+	if len(op) <= len(buf) {
+		if id, ok := verbActivity[string(lower(op))]; ok {
+			return id
+		}
 	}
 	end := len(op)
-	for i, r := range op {
-		if i > 0 && (unicode.IsUpper(r) || unicode.IsDigit(r)) {
+	for i := 1; i < len(op); i++ {
+		if c := op[i]; 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
 			end = i
 			break
 		}
 	}
-	if id, ok := verbActivity[strings.ToLower(op[:end])]; ok {
-		return id
+	if end <= len(buf) {
+		if id, ok := verbActivity[string(lower(op[:end]))]; ok {
+			return id
+		}
 	}
 	return ocsf.ActivityOther
 }

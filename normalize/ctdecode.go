@@ -230,14 +230,8 @@ func decodeSessionContext(b []byte, sc *ctSessionContext) error {
 			return object(v, &sc.SessionIssuer, func(b []byte, is *ctIssuer) error {
 				return members(b, &is.Rest, func(name string, v jsontext.Value) (bool, error) {
 					switch name {
-					case "type":
-						return str(v, &is.Type)
-					case "principalId":
-						return str(v, &is.PrincipalID)
 					case "arn":
 						return str(v, &is.ARN)
-					case "accountId":
-						return str(v, &is.AccountID)
 					case "userName":
 						return str(v, &is.UserName)
 					}

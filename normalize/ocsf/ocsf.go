@@ -382,18 +382,17 @@ func (e *Event) SetClass(class, activityID int, activityName string) {
 	e.ActivityID, e.ActivityName = activityID, activityName
 	e.TypeUID = int64(class)*100 + int64(activityID)
 	if activityName != "" {
-		e.TypeName = typeName(c.Name, activityName)
+		e.TypeName = typeName(e.TypeUID, c.Name, activityName)
 	}
 }
 
-var typeNames sync.Map // "class: activity" strings, made once each
+var typeNames sync.Map // type_uid → "Class: Activity", made once each
 
-func typeName(class, activity string) string {
-	k := [2]string{class, activity}
-	if v, ok := typeNames.Load(k); ok {
+func typeName(typeUID int64, class, activity string) string {
+	if v, ok := typeNames.Load(typeUID); ok {
 		return v.(string)
 	}
-	v, _ := typeNames.LoadOrStore(k, class+": "+activity)
+	v, _ := typeNames.LoadOrStore(typeUID, class+": "+activity)
 	return v.(string)
 }
 
