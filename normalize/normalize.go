@@ -54,6 +54,9 @@ type Normalizer struct {
 
 var std Normalizer
 
+// cloudProfile is shared by every event: nobody changes it.
+var cloudProfile = []string{"cloud"}
+
 // mappers map one record of each format.
 var mappers = map[Format]func([]byte) (*ocsf.Event, error){
 	FormatCloudTrail:  mapCloudTrail,
@@ -73,21 +76,26 @@ func (n *Normalizer) Normalize(raw []byte, hint Format) (*Event, error) {
 	// the CloudTrail decoder takes strings and values as slices of it.
 	raw = bytes.Clone(raw)
 	var (
-		rec = raw
-		f   = hint
-		env []byte
-		ev  *ocsf.Event
+		rec      = raw
+		f        = hint
+		env      []byte
+		ev       *ocsf.Event
+		hintErr  error
+		mapFirst = mappers[hint]
 	)
 	// The hot path: a record whose container said its format (a trail
 	// file's Records) is mapped at once. Only when that fails, or the format
 	// is unknown, are envelopes looked for and the format sniffed.
-	if m := mappers[hint]; m != nil {
-		ev, _ = m(raw) // a failure may be an envelope: decided below
+	if mapFirst != nil {
+		ev, hintErr = mapFirst(raw)
 	}
 	if ev == nil {
 		var err error
 		if rec, f, env, err = unwrap(raw, hint); err != nil {
 			return nil, err
+		}
+		if hintErr != nil && env == nil && (f == hint || f == FormatUnknown) {
+			return nil, fmt.Errorf("%s: %w", hint, hintErr) // not an envelope: that is why
 		}
 		m := mappers[f]
 		switch {
@@ -107,7 +115,7 @@ func (n *Normalizer) Normalize(raw []byte, hint Format) (*Event, error) {
 		ev.Unmapped["envelope"] = env
 	}
 	ev.Metadata.Version = ocsf.Version
-	ev.Metadata.Profiles = []string{"cloud"}
+	ev.Metadata.Profiles = cloudProfile
 	if !n.NoProcessedTime {
 		now := time.Now
 		if n.Now != nil {
