@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -177,9 +178,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				break // abandoned at shutdown: nothing saved
 			}
 			pending = append(pending, pendingSave{page.Next, p.set.Now().Add(p.set.CheckpointDelay)})
-		} else if page.Next != nil {
+		} else if page.Next != nil && !bytes.Equal(page.Next, cursor) {
 			// Nothing to publish, so nothing to wait for: the collector
-			// may still have moved (skipped files, advanced a window).
+			// may still have moved (skipped files, advanced a window). An
+			// unchanged cursor is not saved again.
 			pending = append(pending, pendingSave{page.Next, p.set.Now()})
 		}
 		if page.Next != nil {

@@ -404,3 +404,30 @@ func TestCorrelatorHook(t *testing.T) {
 		t.Errorf("correlator change not published: %s", m.Data)
 	}
 }
+
+// countingStore counts saves.
+type countingStore struct {
+	checkpoint.Store
+	saves atomic.Int32
+}
+
+func (s *countingStore) Save(ctx context.Context, key string, cur []byte) error {
+	s.saves.Add(1)
+	return s.Store.Save(ctx, key, cur)
+}
+
+// An idle source does not write its unchanged cursor on every poll.
+func TestIdleSavesNothing(t *testing.T) {
+	e := newEnv(t, true)
+	c := &sliceCollector{recs: records(3), pageSize: 10}
+	set := e.settings(c)
+	cs := &countingStore{Store: e.store}
+	set.Store = cs
+	stop := run(t, pipeline.New(set))
+	eventually(t, "cursor 3", func() bool { return e.cursor(t) == "3" })
+	eventually(t, "idle polls", func() bool { return c.polls.Load() >= 10 })
+	stop()
+	if n := cs.saves.Load(); n != 1 {
+		t.Errorf("%d saves for one page and %d idle polls", n, c.polls.Load()-1)
+	}
+}
