@@ -245,6 +245,13 @@ func SplitAny(content []byte) ([]Raw, error) {
 	if oneValue(content) {
 		return Split(content)
 	}
+	return SplitLines(content), nil
+}
+
+// SplitLines returns every non-blank line of JSON Lines content as a
+// record, with its 1-based line number; a bad line is a bad record, not a
+// bad file.
+func SplitLines(content []byte) []Raw {
 	var out []Raw
 	line := 0
 	for len(content) > 0 {
@@ -261,7 +268,7 @@ func SplitAny(content []byte) ([]Raw, error) {
 			out = append(out, Raw{Bytes: l, Line: line})
 		}
 	}
-	return out, nil
+	return out
 }
 
 // oneValue reports whether content is a single JSON value (possibly not

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -125,7 +126,12 @@ non-zero only when input cannot be read.`,
 				if err != nil {
 					return err
 				}
-				raws, err := normalize.SplitAny(content)
+				var raws []normalize.Raw
+				if n := strings.TrimSuffix(strings.ToLower(name), ".gz"); strings.HasSuffix(n, ".jsonl") || strings.HasSuffix(n, ".ndjson") {
+					raws = normalize.SplitLines(content) // a bad line is one bad record
+				} else {
+					raws, err = normalize.SplitAny(content)
+				}
 				if err != nil {
 					failed++
 					fmt.Fprintf(stderr, "%s: %v\n", name, err)

@@ -244,9 +244,11 @@ func (c *Collector) wholeFile(id fileID, gz, lineFile bool) ([]collectors.Record
 			return nil, &undecodableError{raw, fmt.Errorf("gzip: %w", err)}
 		}
 	}
-	raws, err := normalize.SplitAny(content)
-	if lineFile && len(raws) == 1 && raws[0].Line == 0 {
-		raws[0].Line = 1 // a one-line JSON Lines file
+	var raws []normalize.Raw
+	if lineFile {
+		raws = normalize.SplitLines(content)
+	} else {
+		raws, err = normalize.SplitAny(content)
 	}
 	if errors.Is(err, normalize.ErrDigest) {
 		// A CloudTrail digest file is not a record; the S3 trail collector

@@ -320,3 +320,13 @@ func TestExamples(t *testing.T) {
 		}
 	}
 }
+
+// A bad line in a gzipped JSON Lines file is one bad record, even first.
+func TestBadFirstLineIsOneRecord(t *testing.T) {
+	dir := t.TempDir()
+	age(t, write(t, dir, "x.jsonl.gz", gz(t, []byte("{broken\n"+ct1+"\n"))))
+	recs, _ := drain(t, newCollector(t, dir, 100), nil)
+	if got := raws(recs); len(got) != 2 || got[0] != "{broken" || got[1] != ct1 || recs[0].Err != nil {
+		t.Errorf("records = %q", got)
+	}
+}
