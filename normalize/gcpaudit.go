@@ -26,6 +26,7 @@ type gcpEntry struct {
 type gcpResource struct {
 	Type   string            `json:"type"`
 	Labels map[string]string `json:"labels"`
+	raw    jsontext.Value    // the labels as written
 }
 
 type gcpAuditLog struct {
@@ -47,18 +48,20 @@ type gcpAuthn struct {
 	PrincipalEmail        string                    `json:"principalEmail"`
 	PrincipalSubject      string                    `json:"principalSubject"`
 	ServiceAccountKeyName string                    `json:"serviceAccountKeyName"`
-	Delegation            []jsontext.Value          `json:"serviceAccountDelegationInfo"`
+	Delegation            jsontext.Value            `json:"serviceAccountDelegationInfo"`
 	Rest                  map[string]jsontext.Value `json:",embed"`
 }
 
 type gcpRequestMetadata struct {
-	CallerIP                string `json:"callerIp"`
-	CallerSuppliedUserAgent string `json:"callerSuppliedUserAgent"`
-	CallerNetwork           string `json:"callerNetwork"`
-	RequestAttributes       *struct {
-		ID   string                    `json:"id"`
-		Rest map[string]jsontext.Value `json:",embed"`
-	} `json:"requestAttributes"`
+	CallerIP                string                    `json:"callerIp"`
+	CallerSuppliedUserAgent string                    `json:"callerSuppliedUserAgent"`
+	CallerNetwork           string                    `json:"callerNetwork"`
+	RequestAttributes       *gcpRequestAttributes     `json:"requestAttributes"`
+	Rest                    map[string]jsontext.Value `json:",embed"`
+}
+
+type gcpRequestAttributes struct {
+	ID   string                    `json:"id"`
 	Rest map[string]jsontext.Value `json:",embed"`
 }
 
@@ -86,8 +89,15 @@ var gcpSeverity = map[string]int{
 // logs (activity, data_access, system_event, policy).
 func mapGCP(raw []byte) (*ocsf.Event, error) {
 	var e gcpEntry
-	if err := json.Unmarshal(raw, &e, ctDecodeOpts); err != nil { // some exports lower-case keys
+	if err := decodeGCP(raw, &e); err != nil {
 		return nil, err
+	}
+	if e.ProtoPayload == nil || e.ProtoPayload.MethodName == "" {
+		// Some exports lower-case the keys: decode again without case.
+		e = gcpEntry{}
+		if err := json.Unmarshal(raw, &e, ctDecodeOpts); err != nil {
+			return nil, err
+		}
 	}
 	p := e.ProtoPayload
 	if p == nil || (p.Type != auditLogType && p.Type != "") || p.MethodName == "" {
@@ -101,13 +111,15 @@ func mapGCP(raw []byte) (*ocsf.Event, error) {
 	if err != nil {
 		return nil, errString("timestamp: " + err.Error())
 	}
-	u := ocsf.Unmapped{}
-	keepAll(u, "", e.Rest)
+	u := ocsf.Unmapped(e.Rest) // the decoder's map of unknown members becomes the event's
+	if u == nil {
+		u = make(ocsf.Unmapped, 8)
+	}
 	keepAll(u, "protoPayload.", p.Rest)
 	var res *gcpResource
 	if isObject(e.Resource) {
 		res = new(gcpResource)
-		if json.Unmarshal(e.Resource, res, decodeOpts) != nil {
+		if decodeResource(e.Resource, res) != nil {
 			res = nil
 		}
 	}
@@ -161,7 +173,7 @@ func mapGCP(raw []byte) (*ocsf.Event, error) {
 		if user.UID != "" {
 			actor.User = user
 		}
-		if len(a.Delegation) > 0 {
+		if present(a.Delegation) {
 			// The chain of principals that impersonated the caller; the
 			// first is the one that started it.
 			var first struct {
@@ -169,11 +181,12 @@ func mapGCP(raw []byte) (*ocsf.Event, error) {
 					Email string `json:"principalEmail"`
 				} `json:"firstPartyPrincipal"`
 			}
-			if json.Unmarshal(a.Delegation[0], &first) == nil && first.FirstParty.Email != "" {
+			var chain []jsontext.Value
+			if json.Unmarshal(a.Delegation, &chain) == nil && len(chain) > 0 &&
+				json.Unmarshal(chain[0], &first) == nil && first.FirstParty.Email != "" {
 				actor.Session = &ocsf.Session{Issuer: first.FirstParty.Email}
 			}
-			chain, _ := json.Marshal(a.Delegation)
-			u["protoPayload.authenticationInfo.serviceAccountDelegationInfo"] = chain
+			u["protoPayload.authenticationInfo.serviceAccountDelegationInfo"] = a.Delegation
 		}
 		keepAll(u, "protoPayload.authenticationInfo.", a.Rest)
 	}
@@ -202,7 +215,7 @@ func mapGCP(raw []byte) (*ocsf.Event, error) {
 	var rm *gcpRequestMetadata
 	if isObject(p.RequestMetadata) {
 		rm = new(gcpRequestMetadata)
-		if json.Unmarshal(p.RequestMetadata, rm, decodeOpts) != nil {
+		if decodeRequestMetadata(p.RequestMetadata, rm) != nil {
 			rm = nil
 		}
 	}
@@ -270,8 +283,8 @@ func mapGCP(raw []byte) (*ocsf.Event, error) {
 		rd := ocsf.ResourceDetails{UID: p.ResourceName, Name: lastSegment(p.ResourceName), Region: ev.Cloud.Region}
 		if res != nil {
 			rd.Type = res.Type
-			if len(res.Labels) > 0 {
-				rd.Data, _ = json.Marshal(map[string]any{"labels": res.Labels}, encodeOpts)
+			if present(res.raw) {
+				rd.Data = append(append([]byte(`{"labels":`), res.raw...), '}')
 			}
 		}
 		if rd.UID == "" && rd.Name == "" {
