@@ -35,13 +35,15 @@ func (f *azFields) raw(keys ...string) jsontext.Value {
 func (f *azFields) str(keys ...string) string {
 	v := f.raw(keys...)
 	if len(v) > 0 && v[0] == '{' {
-		var n struct {
-			Value string `json:"value"`
-		}
-		if json.Unmarshal(v, &n) == nil {
-			return n.Value
-		}
-		return ""
+		var value string
+		var ignored map[string]jsontext.Value
+		_ = members(v, &ignored, func(name string, v jsontext.Value) (bool, error) {
+			if name == "value" {
+				value = stringOf(v)
+			}
+			return true, nil
+		})
+		return value
 	}
 	return stringOf(v)
 }
@@ -62,14 +64,16 @@ var azLevels = map[string]int{
 // mapAzure maps a REST EventData (camelCase or snake_case) or a
 // diagnostic-settings export record to the same output.
 func mapAzure(raw []byte) (*ocsf.Event, error) {
-	f := &azFields{used: map[string]bool{}}
-	if err := json.Unmarshal(raw, &f.m, decodeOpts); err != nil {
+	f := &azFields{used: make(map[string]bool, 16)}
+	// Every member, as slices of raw (Normalize's own copy: it never changes).
+	all := func(string, jsontext.Value) (bool, error) { return false, nil }
+	if err := members(raw, &f.m, all); err != nil {
 		repaired, ok := repairJSON(raw)
 		if !ok {
 			return nil, err
 		}
 		f.m = nil
-		if err := json.Unmarshal(repaired, &f.m, decodeOpts); err != nil {
+		if err := members(repaired, &f.m, all); err != nil {
 			return nil, err
 		}
 		repairs.Add(1)
@@ -228,50 +232,64 @@ func mapAzure(raw []byte) (*ocsf.Event, error) {
 func azActor(f *azFields, u ocsf.Unmapped) (*ocsf.Actor, string) {
 	actor := &ocsf.Actor{}
 	caller := f.str("caller")
-	var claims map[string]string
-	var authz struct {
-		Action string `json:"action"`
-		Scope  string `json:"scope"`
-	}
 	authzRaw := f.raw("authorization")
 	claimsRaw := f.raw("claims")
 	if id := f.raw("identity", "Identity"); len(id) > 0 {
 		if id[0] == '{' {
-			var ident struct {
-				Authorization jsontext.Value            `json:"authorization"`
-				Claims        jsontext.Value            `json:"claims"`
-				Rest          map[string]jsontext.Value `json:",embed"`
-			}
-			if json.Unmarshal(id, &ident, decodeOpts) == nil {
-				if authzRaw == nil {
-					authzRaw = ident.Authorization
+			var rest map[string]jsontext.Value
+			err := members(id, &rest, func(name string, v jsontext.Value) (bool, error) {
+				switch {
+				case name == "authorization" && authzRaw == nil:
+					authzRaw = v
+				case name == "claims" && claimsRaw == nil:
+					claimsRaw = v
+				default:
+					return false, nil
 				}
-				if claimsRaw == nil {
-					claimsRaw = ident.Claims
-				}
-				keepAll(u, "identity.", ident.Rest)
+				return true, nil
+			})
+			if err == nil {
+				keepAll(u, "identity.", rest)
 			}
 		} else if caller == "" {
 			caller = stringOf(id) // the identity as a plain string
 		}
 	}
+	// Only the claims we map are read; the whole token is kept as evidence.
+	claims := map[string]string{}
 	if present(claimsRaw) {
-		if err := json.Unmarshal(claimsRaw, &claims, decodeOpts); err != nil {
-			u["claims"] = claimsRaw
-			claims = nil
-		} else {
-			u["claims"] = claimsRaw // the whole token is evidence; the mapped claims are in actor
-		}
+		u["claims"] = claimsRaw
+		var ignored map[string]jsontext.Value
+		_ = members(claimsRaw, &ignored, func(name string, v jsontext.Value) (bool, error) {
+			switch name {
+			case claimOID, claimName, claimUPN, claimTID, "tid", "appid", "iss":
+				var s string
+				if ok, err := str(v, &s); ok && err == nil {
+					claims[name] = s
+				}
+			}
+			return true, nil
+		})
 	}
 	if present(authzRaw) {
+		var action, scope string
 		var rest map[string]jsontext.Value
-		if json.Unmarshal(authzRaw, &authz) == nil && authz.Action != "" {
-			actor.Authorizations = []ocsf.Authorization{{Policy: &ocsf.Policy{Name: authz.Action, UID: authz.Scope, Type: "Azure RBAC action"}}}
+		err := members(authzRaw, &rest, func(name string, v jsontext.Value) (bool, error) {
+			switch name {
+			case "action":
+				return str(v, &action)
+			case "scope":
+				return str(v, &scope)
+			}
+			return false, nil
+		})
+		if err == nil && action != "" {
+			actor.Authorizations = []ocsf.Authorization{{Policy: &ocsf.Policy{Name: action, UID: scope, Type: "Azure RBAC action"}}}
 		}
-		if json.Unmarshal(authzRaw, &rest) == nil {
-			delete(rest, "action")
-			delete(rest, "scope")
+		if err == nil {
 			keepAll(u, "authorization.", rest)
+		} else {
+			u["authorization"] = authzRaw
 		}
 	}
 	user := &ocsf.User{Name: caller, UID: claims[claimOID]}

@@ -1,6 +1,7 @@
 package normalize
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -188,11 +189,14 @@ func stringOf(v jsontext.Value) string {
 		return ""
 	}
 	if v[0] == '"' {
-		var s string
-		if json.Unmarshal(v, &s) == nil {
-			return s
+		if bytes.IndexByte(v, '\\') < 0 && len(v) >= 2 {
+			return string(v[1 : len(v)-1])
 		}
-		return ""
+		b, err := jsontext.AppendUnquote(nil, v)
+		if err != nil {
+			return ""
+		}
+		return string(b)
 	}
 	if v[0] == '{' || v[0] == '[' || string(v) == "null" {
 		return ""
