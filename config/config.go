@@ -182,24 +182,33 @@ func Parse(data []byte, file string, types SourceTypes) (*Config, error) {
 		for i, n := range sourceNodes(&root) {
 			settings = append(settings, d.decodeSource(n, fmt.Sprintf("sources[%d]", i), types))
 		}
-		if len(d.problems) == 0 {
-			if err := root.Decode(cfg); err != nil {
-				d.add(&root, "", "%v", err)
-			}
+		// Decode what decodes even when some of it does not (yaml.v3 fills
+		// every field it can), so that validation reports its problems in
+		// the same run; a field that did not decode keeps its default.
+		structural := len(d.problems)
+		if err := root.Decode(cfg); err != nil && structural == 0 {
+			d.add(&root, "", "%v", err)
+		}
+		if len(cfg.Sources) == len(settings) {
 			for i := range cfg.Sources {
 				cfg.Sources[i].Settings = settings[i]
 			}
-			resolvePaths(reflect.ValueOf(cfg), filepath.Dir(file))
+		} else {
+			cfg.Sources = nil // the list itself did not decode: reported above
 		}
+		resolvePaths(reflect.ValueOf(cfg), filepath.Dir(file))
 	}
-	if len(d.problems) == 0 {
-		for _, e := range flatten(cfg.Validate()) {
-			var fe *FieldError
-			if errors.As(e, &fe) {
-				d.problems = append(d.problems, Problem{File: file, Line: d.lineOf(fe.Path), Path: fe.Path, Msg: fe.Msg})
-			} else if e != nil {
-				d.problems = append(d.problems, Problem{File: file, Msg: e.Error()})
-			}
+	reported := map[string]bool{}
+	for _, p := range d.problems {
+		reported[p.Path] = true
+	}
+	for _, e := range flatten(cfg.Validate()) {
+		var fe *FieldError
+		switch {
+		case errors.As(e, &fe) && !reported[fe.Path]:
+			d.problems = append(d.problems, Problem{File: file, Line: d.lineOf(fe.Path), Path: fe.Path, Msg: fe.Msg})
+		case fe == nil && e != nil:
+			d.problems = append(d.problems, Problem{File: file, Msg: e.Error()})
 		}
 	}
 	if len(d.problems) > 0 {

@@ -120,9 +120,8 @@ sources:
   - name: a
     type: nope
 `)
-	// Structural problems come first; validation runs when the shape is
-	// right. Both kinds in one file are still reported together per phase.
-	want := []string{"bogus", "stream.replicas", "sources[0].type"}
+	// Structural and validation problems come back together.
+	want := []string{"bogus", "log.level", "log.format", "stream.replicas", "sources[0].type"}
 	for _, w := range want {
 		found := false
 		for _, p := range ps {
