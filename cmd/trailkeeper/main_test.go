@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -292,5 +293,38 @@ sources:
 	}
 	if total != uint64(len(want)) {
 		t.Errorf("stream holds %d messages, want %d", total, len(want))
+	}
+}
+
+// Records that cannot be mapped are reported on stderr and counted; the
+// exit status says only whether input could be read.
+func TestNormalizeCommandReportsAndExits(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "mixed.jsonl")
+	os.WriteFile(in, []byte(`{"eventVersion":"1.08","eventName":"A","eventSource":"s3.amazonaws.com","eventTime":"2024-01-01T00:00:00Z","eventID":"x"}`+"\nnot json\n"), 0o600)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte(`{"Records":[{"eventVersion":"1.08","eventName":"B","eventSource":"s3.amazonaws.com","eventTime":"2024-01-01T00:00:00Z","eventID":"y"}]}`))
+	zw.Close()
+	gzFile := filepath.Join(dir, "trail.json.gz")
+	os.WriteFile(gzFile, gz.Bytes(), 0o600)
+
+	cmd := exec.Command(binary, "normalize", in, gzFile)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("exit %v with unmappable records; stderr:\n%s", err, stderr.String())
+	}
+	if n := bytes.Count(stdout.Bytes(), []byte("\n")); n != 2 {
+		t.Errorf("%d events, want 2 (one from the gzipped trail file)", n)
+	}
+	if !strings.Contains(stderr.String(), in+":2:") || !strings.Contains(stderr.String(), "2 events, 1 records not mapped") {
+		t.Errorf("stderr:\n%s", stderr.String())
+	}
+	if err := exec.Command(binary, "normalize", filepath.Join(dir, "missing.json")).Run(); err == nil {
+		t.Error("exit 0 for input that cannot be read")
+	}
+	if err := exec.Command(binary, "normalize", "--format", "xml", in).Run(); err == nil {
+		t.Error("exit 0 for an unknown format")
 	}
 }
