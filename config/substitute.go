@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -22,7 +23,7 @@ func (d *decoder) substitute(n *yaml.Node, path, baseDir string) {
 		for i, c := range n.Content {
 			p := path
 			if n.Kind == yaml.SequenceNode {
-				p = path + "[" + itoa(i) + "]"
+				p = path + "[" + strconv.Itoa(i) + "]"
 			}
 			d.substitute(c, p, baseDir)
 		}
@@ -93,12 +94,4 @@ func errWithoutPath(err error) error {
 		return pe.Err
 	}
 	return err
-}
-
-func itoa(i int) string {
-	const digits = "0123456789"
-	if i < 10 {
-		return digits[i : i+1]
-	}
-	return itoa(i/10) + digits[i%10:i%10+1]
 }

@@ -14,33 +14,30 @@ import (
 // ctRecord is a CloudTrail record. Fields we map are named; Rest catches
 // every other member, which goes to unmapped as written.
 type ctRecord struct {
-	EventVersion        string         `json:"eventVersion"`
-	UserIdentity        *ctIdentity    `json:"userIdentity"`
-	EventTime           string         `json:"eventTime"`
-	EventSource         string         `json:"eventSource"`
-	EventName           string         `json:"eventName"`
-	AWSRegion           string         `json:"awsRegion"`
-	SourceIPAddress     string         `json:"sourceIPAddress"`
-	UserAgent           string         `json:"userAgent"`
-	ErrorCode           string         `json:"errorCode"`
-	ErrorMessage        string         `json:"errorMessage"`
-	RequestParameters   jsontext.Value `json:"requestParameters"`
-	ResponseElements    jsontext.Value `json:"responseElements"`
-	AdditionalEventData jsontext.Value `json:"additionalEventData"`
-	RequestID           string         `json:"requestID"`
-	EventID             string         `json:"eventID"`
-	EventType           string         `json:"eventType"`
-	APIVersion          string         `json:"apiVersion"`
-	RecipientAccountID  string         `json:"recipientAccountId"`
-	EventCategory       string         `json:"eventCategory"`
-	VPCEndpointID       string         `json:"vpcEndpointId"`
-	Resources           jsontext.Value `json:"resources"`
-	TLSDetails          jsontext.Value `json:"tlsDetails"`
-	InsightDetails      *struct {
-		EventName   string `json:"eventName"`
-		EventSource string `json:"eventSource"`
-	} `json:"insightDetails"`
-	Rest map[string]jsontext.Value `json:",embed"`
+	EventVersion        string                    `json:"eventVersion"`
+	UserIdentity        *ctIdentity               `json:"userIdentity"`
+	EventTime           string                    `json:"eventTime"`
+	EventSource         string                    `json:"eventSource"`
+	EventName           string                    `json:"eventName"`
+	AWSRegion           string                    `json:"awsRegion"`
+	SourceIPAddress     string                    `json:"sourceIPAddress"`
+	UserAgent           string                    `json:"userAgent"`
+	ErrorCode           string                    `json:"errorCode"`
+	ErrorMessage        string                    `json:"errorMessage"`
+	RequestParameters   jsontext.Value            `json:"requestParameters"`
+	ResponseElements    jsontext.Value            `json:"responseElements"`
+	AdditionalEventData jsontext.Value            `json:"additionalEventData"`
+	RequestID           string                    `json:"requestID"`
+	EventID             string                    `json:"eventID"`
+	EventType           string                    `json:"eventType"`
+	APIVersion          string                    `json:"apiVersion"`
+	RecipientAccountID  string                    `json:"recipientAccountId"`
+	EventCategory       string                    `json:"eventCategory"`
+	VPCEndpointID       string                    `json:"vpcEndpointId"`
+	Resources           jsontext.Value            `json:"resources"`
+	TLSDetails          jsontext.Value            `json:"tlsDetails"`
+	InsightDetails      jsontext.Value            `json:"insightDetails"`
+	Rest                map[string]jsontext.Value `json:",embed"`
 }
 
 type ctIdentity struct {
@@ -140,10 +137,16 @@ func mapCloudTrail(raw []byte) (*ocsf.Event, error) {
 			return nil, err
 		}
 	}
-	if r.InsightDetails != nil && r.EventName == "" {
+	if present(r.InsightDetails) && r.EventName == "" {
 		// Insight events name the API they are about in insightDetails
-		// (kept whole in raw_data; the two names are mapped here).
-		r.EventName, r.EventSource = r.InsightDetails.EventName, r.InsightDetails.EventSource
+		// (kept whole in unmapped; the two names are mapped here).
+		var in struct {
+			EventName   string `json:"eventName"`
+			EventSource string `json:"eventSource"`
+		}
+		if json.Unmarshal(r.InsightDetails, &in) == nil {
+			r.EventName, r.EventSource = in.EventName, in.EventSource
+		}
 	}
 	if r.EventName == "" || r.EventTime == "" {
 		return nil, errNotCloudTrail
@@ -246,9 +249,7 @@ func mapCloudTrail(raw []byte) (*ocsf.Event, error) {
 	}
 	ev.API = api
 	keep(u, "additionalEventData", r.AdditionalEventData)
-	if r.InsightDetails != nil {
-		u["insightDetails"] = fieldOf(raw, "insightDetails")
-	}
+	keep(u, "insightDetails", r.InsightDetails)
 
 	// Where.
 	acct := r.RecipientAccountID

@@ -236,13 +236,4 @@ func keepAll(u ocsf.Unmapped, prefix string, m map[string]jsontext.Value) {
 	}
 }
 
-// fieldOf returns the raw value of a top-level member of a JSON object.
-func fieldOf(raw []byte, key string) jsontext.Value {
-	var m map[string]jsontext.Value
-	if json.Unmarshal(raw, &m, decodeOpts) != nil {
-		return nil
-	}
-	return m[key]
-}
-
 func quote(s string) jsontext.Value { return ocsf.Quote(s) }

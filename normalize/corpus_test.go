@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -43,7 +44,7 @@ func corpus(t testing.TB) []record {
 			sc.Buffer(nil, 8<<20)
 			for n := 1; sc.Scan(); n++ {
 				if len(bytes.TrimSpace(sc.Bytes())) > 0 {
-					out = append(out, record{origin: rel + ":" + itoa(n), raw: bytes.Clone(sc.Bytes())})
+					out = append(out, record{origin: rel + ":" + strconv.Itoa(n), raw: bytes.Clone(sc.Bytes())})
 				}
 			}
 			return sc.Err()
@@ -58,7 +59,7 @@ func corpus(t testing.TB) []record {
 			return nil
 		}
 		for i, r := range recs {
-			out = append(out, record{origin: rel + "#" + itoa(i), raw: r.Bytes, hint: r.Format})
+			out = append(out, record{origin: rel + "#" + strconv.Itoa(i), raw: r.Bytes, hint: r.Format})
 		}
 		return nil
 	})
@@ -74,15 +75,6 @@ func sameJSON(a, b []byte) bool {
 		return false
 	}
 	return reflect.DeepEqual(x, y)
-}
-
-func itoa(i int) string { return strings.TrimSpace(strings.Repeat(" ", 0) + fmtInt(i)) }
-
-func fmtInt(i int) string {
-	if i < 10 {
-		return string(rune('0' + i))
-	}
-	return fmtInt(i/10) + string(rune('0'+i%10))
 }
 
 var (

@@ -185,7 +185,7 @@ func decodeCT(b []byte, r *ctRecord) error {
 		case "userIdentity":
 			return object(v, &r.UserIdentity, decodeIdentity)
 		case "insightDetails":
-			return object(v, &r.InsightDetails, reflective)
+			return raw(v, &r.InsightDetails)
 		}
 		return false, nil
 	})

@@ -303,11 +303,10 @@ func (s *timingSink) Publish(ctx context.Context, msgs []sink.Message) error {
 }
 
 type timingStore struct {
-	checkpoint.Store
+	countingStore
 	sink  *timingSink
 	delay time.Duration
 	early atomic.Int32
-	saves atomic.Int32
 }
 
 func (s *timingStore) Save(ctx context.Context, key string, cur []byte) error {
@@ -320,8 +319,7 @@ func (s *timingStore) Save(ctx context.Context, key string, cur []byte) error {
 	if string(cur) == "12" && since < s.delay {
 		s.early.Add(1)
 	}
-	s.saves.Add(1)
-	return s.Store.Save(ctx, key, cur)
+	return s.countingStore.Save(ctx, key, cur)
 }
 
 func TestCheckpointWaitsForSyncInterval(t *testing.T) {
@@ -330,7 +328,7 @@ func TestCheckpointWaitsForSyncInterval(t *testing.T) {
 	set := e.settings(c)
 	set.CheckpointDelay = 150 * time.Millisecond
 	ts := &timingSink{inner: e.pub}
-	st := &timingStore{Store: e.store, sink: ts, delay: set.CheckpointDelay}
+	st := &timingStore{countingStore: countingStore{Store: e.store}, sink: ts, delay: set.CheckpointDelay}
 	set.Sink, set.Store = ts, st
 	stop := run(t, pipeline.New(set))
 	eventually(t, "cursor 12", func() bool { return e.cursor(t) == "12" })
