@@ -37,7 +37,7 @@ func (f *azFields) str(keys ...string) string {
 	if len(v) > 0 && v[0] == '{' {
 		var value string
 		var ignored map[string]jsontext.Value
-		_ = members(v, &ignored, func(name string, v jsontext.Value) (bool, error) {
+		_ = fields(v, &ignored, func(name string, v jsontext.Value) (bool, error) {
 			if name == "value" {
 				value = stringOf(v)
 			}
@@ -237,7 +237,7 @@ func azActor(f *azFields, u ocsf.Unmapped) (*ocsf.Actor, string) {
 	if id := f.raw("identity", "Identity"); len(id) > 0 {
 		if id[0] == '{' {
 			var rest map[string]jsontext.Value
-			err := members(id, &rest, func(name string, v jsontext.Value) (bool, error) {
+			err := fields(id, &rest, func(name string, v jsontext.Value) (bool, error) {
 				switch {
 				case name == "authorization" && authzRaw == nil:
 					authzRaw = v
@@ -260,7 +260,7 @@ func azActor(f *azFields, u ocsf.Unmapped) (*ocsf.Actor, string) {
 	if present(claimsRaw) {
 		u["claims"] = claimsRaw
 		var ignored map[string]jsontext.Value
-		_ = members(claimsRaw, &ignored, func(name string, v jsontext.Value) (bool, error) {
+		_ = fields(claimsRaw, &ignored, func(name string, v jsontext.Value) (bool, error) {
 			switch name {
 			case claimOID, claimName, claimUPN, claimTID, "tid", "appid", "iss":
 				var s string
@@ -274,7 +274,7 @@ func azActor(f *azFields, u ocsf.Unmapped) (*ocsf.Actor, string) {
 	if present(authzRaw) {
 		var action, scope string
 		var rest map[string]jsontext.Value
-		err := members(authzRaw, &rest, func(name string, v jsontext.Value) (bool, error) {
+		err := fields(authzRaw, &rest, func(name string, v jsontext.Value) (bool, error) {
 			switch name {
 			case "action":
 				return str(v, &action)

@@ -281,11 +281,8 @@ func mapCloudTrail(raw []byte) (*ocsf.Event, error) {
 		ev.HTTPRequest = &blk.http
 	}
 	if present(r.TLSDetails) {
-		var tls struct {
-			Host string `json:"clientProvidedHostHeader"`
-		}
-		if json.Unmarshal(r.TLSDetails, &tls) == nil && tls.Host != "" {
-			ev.DstEndpoint = &ocsf.NetworkEndpoint{Hostname: tls.Host}
+		if host := lookupStr(r.TLSDetails, "clientProvidedHostHeader"); host != "" {
+			ev.DstEndpoint = &ocsf.NetworkEndpoint{Hostname: host}
 		}
 		keep(u, "tlsDetails", r.TLSDetails) // version and cipher have no home in API Activity
 	}
@@ -294,10 +291,7 @@ func mapCloudTrail(raw []byte) (*ocsf.Event, error) {
 	// How it went.
 	failed := r.ErrorCode != "" && r.ErrorCode != "200"
 	if r.EventName == "ConsoleLogin" {
-		var re struct {
-			ConsoleLogin string `json:"ConsoleLogin"`
-		}
-		if json.Unmarshal(r.ResponseElements, &re) == nil && re.ConsoleLogin == "Failure" {
+		if lookupStr(r.ResponseElements, "ConsoleLogin") == "Failure" {
 			failed = true
 		}
 	}
@@ -455,20 +449,14 @@ func ctClassify(ev *ocsf.Event, r *ctRecord, actorUser *ocsf.User, u ocsf.Unmapp
 		ev.User = ctAuthUser(r, actorUser)
 		ev.Service = &ocsf.Service{Name: r.EventSource}
 		unmapResources(ev, r, u)
-		var add struct {
-			MFAUsed jsontext.Value `json:"MFAUsed"`
-			LoginTo string         `json:"LoginTo"`
+		if b, ok := boolOf(lookup(r.AdditionalEventData, "MFAUsed")); ok {
+			ev.IsMFA = ptr(b)
 		}
-		if json.Unmarshal(r.AdditionalEventData, &add) == nil {
-			if b, ok := boolOf(add.MFAUsed); ok {
-				ev.IsMFA = ptr(b)
+		if to := lookupStr(r.AdditionalEventData, "LoginTo"); to != "" {
+			if ev.DstEndpoint == nil {
+				ev.DstEndpoint = &ocsf.NetworkEndpoint{}
 			}
-			if add.LoginTo != "" {
-				if ev.DstEndpoint == nil {
-					ev.DstEndpoint = &ocsf.NetworkEndpoint{}
-				}
-				ev.DstEndpoint.SvcName = add.LoginTo
-			}
+			ev.DstEndpoint.SvcName = to
 		}
 		if r.EventSource == "signin.amazonaws.com" {
 			ev.LogonTypeID, ev.LogonType = 2, "Interactive"
@@ -479,11 +467,8 @@ func ctClassify(ev *ocsf.Event, r *ctRecord, actorUser *ocsf.User, u ocsf.Unmapp
 		id := ctAccountChange[r.EventName]
 		ev.SetClass(ocsf.ClassAccountChange, id, accountChangeNames[id])
 		ev.User = ctTargetUser(r)
-		var p struct {
-			PolicyArn string `json:"policyArn"`
-		}
-		if json.Unmarshal(r.RequestParameters, &p) == nil && p.PolicyArn != "" {
-			ev.Policies = []ocsf.Policy{{UID: p.PolicyArn}}
+		if arn := lookupStr(r.RequestParameters, "policyArn"); arn != "" {
+			ev.Policies = []ocsf.Policy{{UID: arn}}
 		}
 		ev.DstEndpoint = nil // not an attribute of Account Change; tlsDetails is kept
 		unmapResources(ev, r, u)
@@ -504,12 +489,9 @@ func unmapResources(ev *ocsf.Event, r *ctRecord, u ocsf.Unmapped) {
 
 // ctAuthUser is who signs in: the role for AssumeRole*, else the caller.
 func ctAuthUser(r *ctRecord, actorUser *ocsf.User) *ocsf.User {
-	var p struct {
-		RoleArn         string `json:"roleArn"`
-		RoleSessionName string `json:"roleSessionName"`
-	}
-	if json.Unmarshal(r.RequestParameters, &p) == nil && p.RoleArn != "" {
-		return &ocsf.User{UID: p.RoleArn, Name: p.RoleSessionName, Type: "AssumedRole", TypeID: ocsf.UserTypeUser}
+	if arn := lookupStr(r.RequestParameters, "roleArn"); arn != "" {
+		name := lookupStr(r.RequestParameters, "roleSessionName")
+		return &ocsf.User{UID: arn, Name: name, Type: "AssumedRole", TypeID: ocsf.UserTypeUser}
 	}
 	if actorUser != nil && (actorUser.UID != "" || actorUser.Name != "" || actorUser.Account != nil) {
 		return actorUser
@@ -518,21 +500,13 @@ func ctAuthUser(r *ctRecord, actorUser *ocsf.User) *ocsf.User {
 }
 
 func ctAssumedSession(resp jsontext.Value) *ocsf.Session {
-	var re struct {
-		AssumedRoleUser struct {
-			ARN string `json:"arn"`
-			ID  string `json:"assumedRoleId"`
-		} `json:"assumedRoleUser"`
-		Credentials struct {
-			AccessKeyID string `json:"accessKeyId"`
-			Expiration  string `json:"expiration"`
-		} `json:"credentials"`
-	}
-	if json.Unmarshal(resp, &re) != nil || re.AssumedRoleUser.ARN == "" {
+	user, creds := lookup(resp, "assumedRoleUser"), lookup(resp, "credentials")
+	arn := lookupStr(user, "arn")
+	if arn == "" {
 		return nil
 	}
-	s := &ocsf.Session{UID: re.AssumedRoleUser.ARN, UIDAlt: re.AssumedRoleUser.ID, CredentialUID: re.Credentials.AccessKeyID}
-	if t, err := parseTime(re.Credentials.Expiration); err == nil {
+	s := &ocsf.Session{UID: arn, UIDAlt: lookupStr(user, "assumedRoleId"), CredentialUID: lookupStr(creds, "accessKeyId")}
+	if t, err := parseTime(lookupStr(creds, "expiration")); err == nil {
 		s.ExpiresTime = t.UnixMilli()
 	}
 	return s
@@ -540,25 +514,14 @@ func ctAssumedSession(resp jsontext.Value) *ocsf.Session {
 
 // ctTargetUser is the identity an IAM call changes.
 func ctTargetUser(r *ctRecord) *ocsf.User {
-	var p struct {
-		UserName string `json:"userName"`
-		RoleName string `json:"roleName"`
-	}
-	_ = json.Unmarshal(r.RequestParameters, &p)
-	var re struct {
-		User struct {
-			ARN    string `json:"arn"`
-			UserID string `json:"userId"`
-		} `json:"user"`
-		Role struct {
-			ARN    string `json:"arn"`
-			RoleID string `json:"roleId"`
-		} `json:"role"`
-	}
-	_ = json.Unmarshal(r.ResponseElements, &re)
-	user := &ocsf.User{Name: p.UserName, UID: re.User.ARN, UIDAlt: re.User.UserID, Type: "IAMUser", TypeID: ocsf.UserTypeUser}
-	if p.RoleName != "" {
-		user = &ocsf.User{Name: p.RoleName, UID: re.Role.ARN, UIDAlt: re.Role.RoleID, Type: "Role", TypeID: ocsf.UserTypeOther}
+	req, resp := r.RequestParameters, r.ResponseElements
+	var user *ocsf.User
+	if role := lookupStr(req, "roleName"); role != "" {
+		v := lookup(resp, "role")
+		user = &ocsf.User{Name: role, UID: lookupStr(v, "arn"), UIDAlt: lookupStr(v, "roleId"), Type: "Role", TypeID: ocsf.UserTypeOther}
+	} else {
+		v := lookup(resp, "user")
+		user = &ocsf.User{Name: lookupStr(req, "userName"), UID: lookupStr(v, "arn"), UIDAlt: lookupStr(v, "userId"), Type: "IAMUser", TypeID: ocsf.UserTypeUser}
 	}
 	if user.Name == "" && user.UID == "" {
 		user.Name = "unknown"

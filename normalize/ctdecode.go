@@ -8,6 +8,8 @@ import (
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/trailkeeper/trailkeeper/internal/jsonscan"
 )
 
 // The CloudTrail decoder is written by hand: its members are matched with
@@ -79,15 +81,75 @@ func members(obj []byte, rest *map[string]jsontext.Value, fn func(name string, v
 	return nil
 }
 
+// fields is members for an object that members already validated as part
+// of its parent: it only finds the boundaries (jsonscan), which spares a
+// second validating pass over the nested bytes.
+func fields(obj []byte, rest *map[string]jsontext.Value, fn func(name string, v jsontext.Value) (bool, error)) error {
+	return jsonscan.Members(obj, func(quoted, v []byte) error {
+		name, err := nameOf(quoted)
+		if err != nil {
+			return err
+		}
+		known, err := fn(name, v)
+		if err != nil {
+			return errors.New(name + ": " + err.Error())
+		}
+		if !known {
+			if *rest == nil {
+				*rest = make(map[string]jsontext.Value, 8)
+			}
+			(*rest)[name] = v
+		}
+		return nil
+	})
+}
+
+// lookup returns the value at path in the object v (the last of repeated
+// names), or nil when a step is missing or not an object. v must be a value
+// members returned: the walk does not validate again. It is how the mapper
+// reads a name or two out of requestParameters and responseElements
+// without decoding all of them.
+func lookup(v jsontext.Value, path ...string) jsontext.Value {
+	for _, name := range path {
+		var found jsontext.Value
+		err := jsonscan.Members(v, func(quoted, val []byte) error {
+			if n, err := nameOf(quoted); err == nil && n == name {
+				found = val
+			}
+			return nil
+		})
+		if err != nil || found == nil {
+			return nil
+		}
+		v = found
+	}
+	return v
+}
+
+// lookupStr is lookup read as a string: "" when absent or not a string.
+func lookupStr(v jsontext.Value, path ...string) string {
+	var s string
+	if w := lookup(v, path...); w != nil {
+		if _, err := str(w, &s); err != nil {
+			return ""
+		}
+	}
+	return s
+}
+
 // unquoteName returns the member name whose quoted form ends at obj[end].
 func unquoteName(obj []byte, end int) (string, error) {
 	start := bytes.LastIndexByte(obj[:end-1], '"')
 	for start > 0 && isEscaped(obj, start) {
 		start = bytes.LastIndexByte(obj[:start], '"')
 	}
-	k := obj[start:end]
+	return nameOf(obj[start:end])
+}
+
+// nameOf unquotes a member name, aliasing it when it holds no escapes.
+func nameOf(k []byte) (string, error) {
 	if bytes.IndexByte(k, '\\') < 0 {
-		return unsafe.String(&k[1], len(k)-2), nil // in obj, which never changes
+		return unsafe.String(&k[1], len(k)-2), nil // in the record, which never changes
 	}
 	b, err := jsontext.AppendUnquote(nil, k)
 	return string(b), err
@@ -192,7 +254,7 @@ func decodeCT(b []byte, r *ctRecord) error {
 }
 
 func decodeIdentity(b []byte, id *ctIdentity) error {
-	return members(b, &id.Rest, func(name string, v jsontext.Value) (bool, error) {
+	return fields(b, &id.Rest, func(name string, v jsontext.Value) (bool, error) {
 		switch name {
 		case "type":
 			return str(v, &id.Type)
@@ -224,11 +286,11 @@ func decodeIdentity(b []byte, id *ctIdentity) error {
 }
 
 func decodeSessionContext(b []byte, sc *ctSessionContext) error {
-	return members(b, &sc.Rest, func(name string, v jsontext.Value) (bool, error) {
+	return fields(b, &sc.Rest, func(name string, v jsontext.Value) (bool, error) {
 		switch name {
 		case "sessionIssuer":
 			return object(v, &sc.SessionIssuer, func(b []byte, is *ctIssuer) error {
-				return members(b, &is.Rest, func(name string, v jsontext.Value) (bool, error) {
+				return fields(b, &is.Rest, func(name string, v jsontext.Value) (bool, error) {
 					switch name {
 					case "arn":
 						return str(v, &is.ARN)
@@ -240,7 +302,7 @@ func decodeSessionContext(b []byte, sc *ctSessionContext) error {
 			})
 		case "attributes":
 			return object(v, &sc.Attributes, func(b []byte, at *ctAttributes) error {
-				return members(b, &at.Rest, func(name string, v jsontext.Value) (bool, error) {
+				return fields(b, &at.Rest, func(name string, v jsontext.Value) (bool, error) {
 					switch name {
 					case "creationDate":
 						return str(v, &at.CreationDate)

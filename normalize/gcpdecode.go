@@ -29,7 +29,7 @@ func decodeGCP(b []byte, e *gcpEntry) error {
 }
 
 func decodeAuditLog(b []byte, p *gcpAuditLog) error {
-	return members(b, &p.Rest, func(name string, v jsontext.Value) (bool, error) {
+	return fields(b, &p.Rest, func(name string, v jsontext.Value) (bool, error) {
 		switch name {
 		case "@type":
 			return str(v, &p.Type)
@@ -59,7 +59,7 @@ func decodeAuditLog(b []byte, p *gcpAuditLog) error {
 }
 
 func decodeAuthn(b []byte, a *gcpAuthn) error {
-	return members(b, &a.Rest, func(name string, v jsontext.Value) (bool, error) {
+	return fields(b, &a.Rest, func(name string, v jsontext.Value) (bool, error) {
 		switch name {
 		case "principalEmail":
 			return str(v, &a.PrincipalEmail)
@@ -75,7 +75,7 @@ func decodeAuthn(b []byte, a *gcpAuthn) error {
 }
 
 func decodeRequestMetadata(b []byte, rm *gcpRequestMetadata) error {
-	return members(b, &rm.Rest, func(name string, v jsontext.Value) (bool, error) {
+	return fields(b, &rm.Rest, func(name string, v jsontext.Value) (bool, error) {
 		switch name {
 		case "callerIp":
 			return str(v, &rm.CallerIP)
@@ -85,7 +85,7 @@ func decodeRequestMetadata(b []byte, rm *gcpRequestMetadata) error {
 			return str(v, &rm.CallerNetwork)
 		case "requestAttributes":
 			return object(v, &rm.RequestAttributes, func(b []byte, ra *gcpRequestAttributes) error {
-				return members(b, &ra.Rest, func(name string, v jsontext.Value) (bool, error) {
+				return fields(b, &ra.Rest, func(name string, v jsontext.Value) (bool, error) {
 					if name == "id" {
 						return str(v, &ra.ID)
 					}
@@ -101,7 +101,7 @@ func decodeRequestMetadata(b []byte, rm *gcpRequestMetadata) error {
 // both as written (for resources[].data) and as a map (for the scope).
 func decodeResource(b []byte, r *gcpResource) error {
 	var rest map[string]jsontext.Value
-	return members(b, &rest, func(name string, v jsontext.Value) (bool, error) {
+	return fields(b, &rest, func(name string, v jsontext.Value) (bool, error) {
 		switch name {
 		case "type":
 			return str(v, &r.Type)

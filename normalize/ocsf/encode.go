@@ -1,12 +1,13 @@
 package ocsf
 
 import (
-	"bytes"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/trailkeeper/trailkeeper/internal/jsonscan"
 )
 
 // AppendJSON appends e encoded as JSON to b. It writes what json.Marshal
@@ -472,12 +473,13 @@ func Quote(s string) jsontext.Value { return appendString(make([]byte, 0, len(s)
 // mapper allocated.
 func (e *Event) SizeHint() int {
 	n := len(e.RawData) + strings.Count(e.RawData, `"`) + strings.Count(e.RawData, `\`) + 2048
+	n += len(e.Message) + len(e.StatusDetail) // error messages run long
 	if a := e.API; a != nil {
 		if a.Request != nil {
 			n += len(a.Request.Data)
 		}
 		if a.Response != nil {
-			n += len(a.Response.Data)
+			n += len(a.Response.Data) + len(a.Response.Message)
 		}
 	}
 	for k, v := range e.Unmapped {
@@ -541,7 +543,7 @@ func appendCompact(b []byte, v []byte) []byte {
 	for i := 0; i < len(v); {
 		switch c := v[i]; c {
 		case '"':
-			i = stringEnd(v, i) + 1
+			i = jsonscan.StringEnd(v, i) + 1
 		case ' ', '\t', '\n', '\r':
 			b = append(b, v[start:i]...)
 			i++
@@ -551,25 +553,4 @@ func appendCompact(b []byte, v []byte) []byte {
 		}
 	}
 	return append(b, v[start:]...)
-}
-
-// stringEnd returns the index of the quote that closes the string whose
-// opening quote is at v[open] (len(v)-1 if it does not close).
-func stringEnd(v []byte, open int) int {
-	j := open + 1
-	for {
-		k := bytes.IndexByte(v[j:], '"')
-		if k < 0 {
-			return len(v) - 1
-		}
-		j += k
-		n := 0 // backslashes right before: an odd count escapes the quote
-		for p := j - 1; p > open && v[p] == '\\'; p-- {
-			n++
-		}
-		if n%2 == 0 {
-			return j
-		}
-		j++
-	}
 }
