@@ -158,7 +158,12 @@ func parseTime(s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, errors.New("missing")
 	}
+	slash, named := strings.IndexByte(s, '/') >= 0, s[0] > '9'
 	for _, layout := range timeLayouts {
+		// Only the shapes s can have: a failed time.Parse builds an error.
+		if strings.IndexByte(layout, '/') >= 0 != slash || layout[0] > '9' != named {
+			continue
+		}
 		if t, err := time.Parse(layout, s); err == nil {
 			return t, nil
 		}

@@ -3,7 +3,6 @@ package normalize
 import (
 	"bytes"
 	"errors"
-	"sync"
 	"unsafe"
 
 	"github.com/go-json-experiment/json"
@@ -18,74 +17,24 @@ import (
 // change afterwards (Normalize owns the copy it passes). It accepts what
 // json.Unmarshal into ctRecord accepts, and is tested and fuzzed against it.
 
-// decoders are reused: a CloudTrail record is decoded on every event.
-var decoders = sync.Pool{New: func() any {
-	d := new(pooledDecoder)
-	d.dec = jsontext.NewDecoder(&d.rd)
-	return d
-}}
-
-type pooledDecoder struct {
-	rd  bytes.Reader
-	dec *jsontext.Decoder
-}
-
-var errNotObject = errors.New("not a JSON object")
-
 // members calls fn for each member of the JSON object obj, with the name
 // and the value as slices of obj. fn returns false for a name it does not
-// know. Unknown members go to *rest.
+// know. Unknown members go to *rest. obj is validated as a whole on the
+// way (jsonscan.ValidMembers: one pass, the rules of jsontext), so the
+// values fn gets may be walked again with fields and lookup.
 func members(obj []byte, rest *map[string]jsontext.Value, fn func(name string, v jsontext.Value) (bool, error)) error {
-	pd := decoders.Get().(*pooledDecoder)
-	defer decoders.Put(pd)
-	pd.rd.Reset(obj)
-	dec := pd.dec
-	dec.Reset(&pd.rd, jsontext.AllowDuplicateNames(true))
-	if tok, err := dec.ReadToken(); err != nil {
-		return err
-	} else if tok.Kind() != '{' {
-		return errNotObject
-	}
-	for dec.PeekKind() != '}' {
-		if _, err := dec.ReadValue(); err != nil {
-			return err
-		}
-		kend := int(dec.InputOffset())
-		name, err := unquoteName(obj, kend)
-		if err != nil {
-			return err
-		}
-		v, err := dec.ReadValue()
-		if err != nil {
-			return err
-		}
-		end := int(dec.InputOffset())
-		v = obj[end-len(v) : end : end] // the same bytes, in obj
-		known, err := fn(name, v)
-		if err != nil {
-			return errors.New(name + ": " + err.Error())
-		}
-		if !known {
-			if *rest == nil {
-				*rest = make(map[string]jsontext.Value, 8)
-			}
-			(*rest)[name] = v
-		}
-	}
-	if _, err := dec.ReadToken(); err != nil {
-		return err
-	}
-	if _, err := dec.ReadToken(); err == nil {
-		return errors.New("data after the object")
-	}
-	return nil
+	return visit(jsonscan.ValidMembers, obj, rest, fn)
 }
 
 // fields is members for an object that members already validated as part
 // of its parent: it only finds the boundaries (jsonscan), which spares a
 // second validating pass over the nested bytes.
 func fields(obj []byte, rest *map[string]jsontext.Value, fn func(name string, v jsontext.Value) (bool, error)) error {
-	return jsonscan.Members(obj, func(quoted, v []byte) error {
+	return visit(jsonscan.Members, obj, rest, fn)
+}
+
+func visit(walk func([]byte, func(q, v []byte) error) error, obj []byte, rest *map[string]jsontext.Value, fn func(name string, v jsontext.Value) (bool, error)) error {
+	return walk(obj, func(quoted, v []byte) error {
 		name, err := nameOf(quoted)
 		if err != nil {
 			return err
@@ -137,15 +86,6 @@ func lookupStr(v jsontext.Value, path ...string) string {
 	return s
 }
 
-// unquoteName returns the member name whose quoted form ends at obj[end].
-func unquoteName(obj []byte, end int) (string, error) {
-	start := bytes.LastIndexByte(obj[:end-1], '"')
-	for start > 0 && isEscaped(obj, start) {
-		start = bytes.LastIndexByte(obj[:start], '"')
-	}
-	return nameOf(obj[start:end])
-}
-
 // nameOf unquotes a member name, aliasing it when it holds no escapes.
 func nameOf(k []byte) (string, error) {
 	if bytes.IndexByte(k, '\\') < 0 {
@@ -153,14 +93,6 @@ func nameOf(k []byte) (string, error) {
 	}
 	b, err := jsontext.AppendUnquote(nil, k)
 	return string(b), err
-}
-
-func isEscaped(b []byte, i int) bool {
-	n := 0
-	for p := i - 1; p >= 0 && b[p] == '\\'; p-- {
-		n++
-	}
-	return n%2 == 1
 }
 
 // str stores a JSON string (or null) in *dst, aliasing it when it holds no

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"slices"
 	"testing"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 func TestMembers(t *testing.T) {
@@ -71,6 +73,33 @@ func FuzzMembers(f *testing.F) {
 		for k, v := range m {
 			if seen[k] != string(v) {
 				t.Fatalf("%q: member %q = %q, encoding/json has %q", in, k, seen[k], v)
+			}
+		}
+	})
+}
+
+// FuzzValid checks the validator against jsontext, which the mappers used
+// before and whose rules (RFC 8259, valid UTF-8, paired surrogates) it
+// keeps, and ValidMembers against Members on what is valid.
+func FuzzValid(f *testing.F) {
+	for _, s := range []string{`{}`, `[]`, `"\ud83d\ude00"`, `"\ud83d"`, `-0.5e+3`, `01`, `{"a":[1,2,{"b":null}],"c":"\u00e9"}`, "\"\xff\"", `{"a":1,}`, `[1,]`, `tru`, ` {"a" : true } `} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		want := jsontext.Value(in).IsValid()
+		if got := Valid(in); got != want {
+			t.Fatalf("Valid(%q) = %v, jsontext says %v", in, got, want)
+		}
+		var a, b []string
+		errA := ValidMembers(in, func(n, v []byte) error { a = append(a, string(n), string(v)); return nil })
+		isObj := want && jsontext.Value(in).Kind() == '{'
+		if (errA == nil) != isObj {
+			t.Fatalf("ValidMembers(%q): %v; valid object: %v", in, errA, isObj)
+		}
+		if isObj {
+			_ = Members(in, func(n, v []byte) error { b = append(b, string(n), string(v)); return nil })
+			if !slices.Equal(a, b) {
+				t.Fatalf("ValidMembers(%q) = %q, Members = %q", in, a, b)
 			}
 		}
 	})
