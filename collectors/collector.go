@@ -6,10 +6,16 @@ package collectors
 import (
 	"context"
 	"log/slog"
+	"maps"
+	"slices"
+	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/trailkeeper/trailkeeper/config"
 	"github.com/trailkeeper/trailkeeper/normalize"
+	"github.com/trailkeeper/trailkeeper/sink"
 )
 
 // Record is one raw audit record, exactly as fetched.
@@ -20,6 +26,10 @@ type Record struct {
 	// Origin says where the record came from (file and line, object key,
 	// page), for dead letters and logs.
 	Origin string
+	// Message, when set, is published as it is instead of a normalized
+	// Raw: what the collector itself says about its source (a CloudTrail
+	// digest attestation). Its ID must be deterministic, like an event's.
+	Message *sink.Message
 	// Err is set when the collector could not even split the input into
 	// records (a corrupt file): Raw then holds the undecodable bytes, which
 	// the pipeline sends to the dead-letter subject as they are.
@@ -51,6 +61,20 @@ type Collector interface {
 	Poll(ctx context.Context, cursor []byte) (Page, error)
 }
 
+// Committer is implemented by collectors that act once a page is safe on
+// the stream: deleting queue messages, remembering what was published.
+//
+// Commit is called with the Next of a page once every message of that page
+// was acknowledged by the stream and the broker has had its sync interval
+// to write it to disk (when that cursor is saved), for every such page in
+// order, from the goroutine that calls Poll. A page that is polled again
+// instead (publish abandoned at shutdown) is never committed. An error is
+// logged and not retried: the source then delivers again, and the stream
+// drops the repeat.
+type Committer interface {
+	Commit(ctx context.Context, next []byte) error
+}
+
 // Stream is one cursor's worth of a source: a source may fan out into many
 // (accounts × regions, projects, subscriptions), each polled on its own.
 type Stream struct {
@@ -65,6 +89,11 @@ type Settings struct {
 	Logger  *slog.Logger
 	DataDir string
 	Now     func() time.Time
+	// Registerer takes the collector's own metrics; nil: not exported.
+	Registerer prometheus.Registerer
+	// Health takes problems that need a human although collection goes on
+	// (an integrity check that failed); nil: logged only.
+	Health *Health
 }
 
 // Factory makes the collectors of one source type.
@@ -74,4 +103,43 @@ type Factory struct {
 	NewConfig func() config.SourceConfig
 	// Create expands one validated config into its streams.
 	Create func(ctx context.Context, set Settings, cfg config.SourceConfig) ([]Stream, error)
+}
+
+// Health collects problems the daemon shows in its /readyz details. It is
+// safe for concurrent use; the zero value is ready.
+type Health struct {
+	mu       sync.Mutex
+	problems map[string]string // key → latest problem
+}
+
+// Set records the problem under key (a stream, say), replacing the last;
+// an empty problem clears it.
+func (h *Health) Set(key, problem string) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if problem == "" {
+		delete(h.problems, key)
+		return
+	}
+	if h.problems == nil {
+		h.problems = map[string]string{}
+	}
+	h.problems[key] = problem
+}
+
+// Problems returns the current problems, sorted by key.
+func (h *Health) Problems() []string {
+	if h == nil {
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]string, 0, len(h.problems))
+	for _, k := range slices.Sorted(maps.Keys(h.problems)) {
+		out = append(out, k+": "+h.problems[k])
+	}
+	return out
 }

@@ -8,13 +8,15 @@ import (
 	"slices"
 
 	"github.com/trailkeeper/trailkeeper/collectors"
+	"github.com/trailkeeper/trailkeeper/collectors/cloudtrail"
 	"github.com/trailkeeper/trailkeeper/collectors/files"
 	"github.com/trailkeeper/trailkeeper/config"
 )
 
 // factories maps the `type:` of a source to its collector.
 var factories = map[string]collectors.Factory{
-	files.Type: files.NewFactory(),
+	files.Type:         files.NewFactory(),
+	cloudtrail.TypeAPI: cloudtrail.NewAPIFactory(),
 }
 
 // Registry is the set of collector types; it implements config.SourceTypes.

@@ -96,6 +96,7 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 	if cfg.NATS.URL == "" && cfg.NATS.Embedded.SyncAlways {
 		checkpointDelay = 0
 	}
+	health := &tkcollectors.Health{}
 	var pipes []*pipeline.Pipeline
 	for _, src := range cfg.Sources {
 		b := src.Settings.Base()
@@ -104,7 +105,7 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 			return fmt.Errorf("source %s: unknown type %q", b.Name, b.Type)
 		}
 		srcLog := log.With("source", b.Name)
-		streams, err := f.Create(ctx, tkcollectors.Settings{Logger: srcLog, DataDir: string(cfg.DataDir)}, src.Settings)
+		streams, err := f.Create(ctx, tkcollectors.Settings{Logger: srcLog, DataDir: string(cfg.DataDir), Registerer: reg, Health: health}, src.Settings)
 		if err != nil {
 			return fmt.Errorf("source %s: %w", b.Name, err)
 		}
@@ -125,9 +126,9 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 		}
 	}
 
-	ready := func() error {
+	ready := func() ([]string, error) {
 		if !conn.nc.IsConnected() {
-			return errors.New("not connected to NATS")
+			return health.Problems(), errors.New("not connected to NATS")
 		}
 		var errs []error
 		for _, p := range pipes {
@@ -137,7 +138,7 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 				errs = append(errs, fmt.Errorf("failing since %s: %w", st.FailingSince.Format(time.RFC3339), st.LastError))
 			}
 		}
-		return errors.Join(errs...)
+		return health.Problems(), errors.Join(errs...)
 	}
 
 	g, gctx := errgroup.WithContext(ctx)

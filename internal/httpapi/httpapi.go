@@ -15,8 +15,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// ReadyFunc reports nil when the daemon can do its job, or why not.
-type ReadyFunc func() error
+// ReadyFunc reports nil when the daemon can do its job, or why not, and
+// details: problems that need a human while collection goes on (a failed
+// integrity check), shown either way.
+type ReadyFunc func() (details []string, err error)
 
 // Handler returns the mux of every endpoint.
 func Handler(reg *prometheus.Registry, ready ReadyFunc) http.Handler {
@@ -28,11 +30,18 @@ func Handler(reg *prometheus.Registry, ready ReadyFunc) http.Handler {
 	})
 	// readyz: connected to the stream and no source stuck failing.
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := ready(); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-			return
+		details, err := ready()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		if err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "not ready: "+err.Error())
+		} else {
+			fmt.Fprintln(w, "ready")
 		}
-		fmt.Fprintln(w, "ready")
+		for _, d := range details {
+			fmt.Fprintln(w, "warning: "+d)
+		}
 	})
 	return mux
 }

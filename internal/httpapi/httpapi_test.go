@@ -36,19 +36,20 @@ func TestEndpoints(t *testing.T) {
 	reg.MustRegister(c)
 	c.Add(3)
 	var failing atomic.Bool
-	srv := httptest.NewServer(httpapi.Handler(reg, func() error {
+	srv := httptest.NewServer(httpapi.Handler(reg, func() ([]string, error) {
+		details := []string{"trail/1/us-east-1: digest chain broken"}
 		if failing.Load() {
-			return errors.New("source x failing")
+			return details, errors.New("source x failing")
 		}
-		return nil
+		return details, nil
 	}))
 	defer srv.Close()
 
 	if code, body := get(t, srv.URL+"/healthz"); code != 200 || body != "ok\n" {
 		t.Errorf("healthz = %d %q", code, body)
 	}
-	if code, _ := get(t, srv.URL+"/readyz"); code != 200 {
-		t.Errorf("readyz = %d", code)
+	if code, body := get(t, srv.URL+"/readyz"); code != 200 || body != "ready\nwarning: trail/1/us-east-1: digest chain broken\n" {
+		t.Errorf("readyz = %d %q", code, body)
 	}
 	failing.Store(true)
 	if code, body := get(t, srv.URL+"/readyz"); code != 503 || !strings.Contains(body, "source x failing") {
@@ -60,7 +61,7 @@ func TestEndpoints(t *testing.T) {
 }
 
 func TestServerRunStops(t *testing.T) {
-	srv, err := httpapi.Listen("127.0.0.1:0", httpapi.Handler(prometheus.NewRegistry(), func() error { return nil }), slog.New(slog.DiscardHandler))
+	srv, err := httpapi.Listen("127.0.0.1:0", httpapi.Handler(prometheus.NewRegistry(), func() ([]string, error) { return nil, nil }), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -249,12 +249,19 @@ func (p *Pipeline) saveDue(work context.Context, pending []pendingSave, final bo
 	if n == 0 {
 		return pending
 	}
+	if c, ok := p.set.Stream.Collector.(collectors.Committer); ok {
+		for _, ps := range pending[:n] {
+			if err := c.Commit(work, ps.cursor); err != nil {
+				p.log.Warn("commit failed; the source will deliver again", "err", err)
+			}
+		}
+	}
 	cur := pending[n-1].cursor
 	err := p.retry(work, p.m.saveErrors, "save cursor", func() error {
 		return p.set.Store.Save(work, p.set.Stream.Key, cur)
 	})
 	if err != nil {
-		return pending // abandoned at shutdown
+		return pending[n:] // abandoned at shutdown; committed pages are not committed twice
 	}
 	p.m.saves.WithLabelValues(p.set.Source).Inc()
 	return pending[n:]
@@ -310,7 +317,12 @@ func (p *Pipeline) build(page collectors.Page) ([]sink.Message, []*normalize.Eve
 	events := make([]*normalize.Event, 0, len(page.Records))
 	var deadMsgs []sink.Message
 	dead := map[string]int{}
+	var own []sink.Message
 	for _, r := range page.Records {
+		if r.Message != nil {
+			own = append(own, *r.Message)
+			continue
+		}
 		cause := r.Err
 		if cause == nil {
 			ev, err := normalize.Normalize(r.Raw, r.Format)
@@ -332,7 +344,7 @@ func (p *Pipeline) build(page collectors.Page) ([]sink.Message, []*normalize.Eve
 			Data:    r.Raw,
 		})
 	}
-	msgs := make([]sink.Message, 0, len(events)+len(deadMsgs))
+	msgs := make([]sink.Message, 0, len(events)+len(own)+len(deadMsgs))
 	for _, ev := range events {
 		msgs = append(msgs, sink.Message{
 			Subject: jetstream.EventSubject(ev.Cloud, ev.Account, ev.Service),
@@ -340,6 +352,7 @@ func (p *Pipeline) build(page collectors.Page) ([]sink.Message, []*normalize.Eve
 			Data:    ev.JSON,
 		})
 	}
+	msgs = append(msgs, own...)
 	return append(msgs, deadMsgs...), events, dead
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -427,5 +428,62 @@ func TestIdleSavesNothing(t *testing.T) {
 	stop()
 	if n := cs.saves.Load(); n != 1 {
 		t.Errorf("%d saves for one page and %d idle polls", n, c.polls.Load()-1)
+	}
+}
+
+// committingCollector records the commits it gets, and what had reached
+// the stream by then.
+type committingCollector struct {
+	sliceCollector
+	e       *env
+	t       *testing.T
+	mu      sync.Mutex
+	commits []string
+	stored  []int // stream message count at each commit
+}
+
+func (c *committingCollector) Commit(_ context.Context, next []byte) error {
+	n := len(c.e.streamIDs(c.t))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.commits = append(c.commits, string(next))
+	c.stored = append(c.stored, n)
+	return nil
+}
+
+func TestCommitAfterAckInPageOrder(t *testing.T) {
+	e := newEnv(t, true)
+	c := &committingCollector{sliceCollector: sliceCollector{recs: records(25), pageSize: 10}, e: e, t: t}
+	set := e.settings(c)
+	set.CheckpointDelay = 30 * time.Millisecond
+	stop := run(t, pipeline.New(set))
+	eventually(t, "the last commit", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.commits) == 3
+	})
+	stop()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if want := []string{"10", "20", "25"}; !slices.Equal(c.commits, want) {
+		t.Errorf("commits %v, want %v", c.commits, want)
+	}
+	for i, n := range c.stored {
+		if want := min((i+1)*10, 25); n < want {
+			t.Errorf("commit %d came with %d messages stored, want ≥ %d", i, n, want)
+		}
+	}
+}
+
+func TestCollectorMessagesPublishedAsIs(t *testing.T) {
+	e := newEnv(t, true)
+	recs := records(2)
+	recs = append(recs, collectors.Record{Message: &sink.Message{Subject: "audit.attest.aws.123456789012", ID: "attest:1", Data: []byte(`{"ok":true}`)}})
+	c := &sliceCollector{recs: recs, pageSize: 10}
+	stop := run(t, pipeline.New(e.settings(c)))
+	eventually(t, "three messages", func() bool { return len(e.streamIDs(t)) == 3 })
+	stop()
+	if ids := e.streamIDs(t); !slices.Contains(ids, "attest:1") {
+		t.Errorf("ids %v", ids)
 	}
 }

@@ -1,0 +1,152 @@
+package cloudtrail
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/trailkeeper/trailkeeper/config"
+)
+
+// The `type:` of the two collectors in the config.
+const (
+	TypeAPI = "cloudtrail_api"
+	TypeS3  = "cloudtrail_s3"
+)
+
+// AllEnabled as the only region means every region enabled in the account.
+const AllEnabled = "all_enabled"
+
+// Access says which accounts and regions to read, and how to reach them.
+type Access struct {
+	// Accounts to read (12 digits). Empty: the account of the default
+	// credentials, without AssumeRole.
+	Accounts []string `yaml:"accounts"`
+	// RoleARN is the role assumed in each account; "{account}" is replaced
+	// by the account id. Empty: the default credentials read every account
+	// (an organization trail's bucket, say).
+	RoleARN string `yaml:"role_arn"`
+	// RoleARNs lists roles explicitly instead; their accounts are read.
+	RoleARNs       []string      `yaml:"role_arns"`
+	ExternalID     config.Secret `yaml:"external_id"`
+	SessionName    string        `yaml:"session_name"`
+	SourceIdentity string        `yaml:"source_identity"`
+	// Regions to read, or [all_enabled] (ec2:DescribeRegions per account).
+	Regions []string `yaml:"regions"`
+	// Profile of the shared AWS config to start from; empty: the default
+	// chain (env, config files, web identity, IMDS).
+	Profile string `yaml:"profile"`
+	// EndpointURL replaces every AWS endpoint (VPC endpoints, local fakes).
+	EndpointURL string `yaml:"endpoint_url"`
+}
+
+var (
+	accountRE = regexp.MustCompile(`^\d{12}$`)
+	roleRE    = regexp.MustCompile(`^arn:aws[a-z-]*:iam::(\d{12}|\{account\}):role/[\w+=,.@/-]+$`)
+	regionRE  = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d$`)
+)
+
+func (a *Access) defaults() {
+	a.SessionName = "trailkeeper"
+	a.Regions = []string{AllEnabled}
+}
+
+func (a *Access) validate() []error {
+	var errs []error
+	for i, acct := range a.Accounts {
+		if !accountRE.MatchString(acct) {
+			errs = append(errs, config.Errorf(fmt.Sprintf("accounts[%d]", i), "%q is not a 12-digit account id", acct))
+		}
+	}
+	if a.RoleARN != "" {
+		if !roleRE.MatchString(a.RoleARN) {
+			errs = append(errs, config.Errorf("role_arn", "%q is not a role ARN", a.RoleARN))
+		} else if len(a.Accounts) > 1 && !strings.Contains(a.RoleARN, "{account}") {
+			errs = append(errs, config.Errorf("role_arn", "must contain {account} when several accounts are listed"))
+		} else if len(a.Accounts) == 0 && strings.Contains(a.RoleARN, "{account}") {
+			errs = append(errs, config.Errorf("accounts", "must list the accounts that role_arn's {account} stands for"))
+		}
+	}
+	if len(a.RoleARNs) > 0 && (a.RoleARN != "" || len(a.Accounts) > 0) {
+		errs = append(errs, config.Errorf("role_arns", "use either role_arns, or accounts with role_arn"))
+	}
+	for i, r := range a.RoleARNs {
+		if !roleRE.MatchString(r) || strings.Contains(r, "{account}") {
+			errs = append(errs, config.Errorf(fmt.Sprintf("role_arns[%d]", i), "%q is not a role ARN", r))
+		}
+	}
+	if len(a.SessionName) < 2 || len(a.SessionName) > 64 {
+		errs = append(errs, config.Errorf("session_name", "must be 2 to 64 characters"))
+	}
+	if len(a.Regions) == 0 {
+		errs = append(errs, config.Errorf("regions", "must list regions, or be [%s]", AllEnabled))
+	}
+	for i, r := range a.Regions {
+		if r == AllEnabled && len(a.Regions) > 1 {
+			errs = append(errs, config.Errorf("regions", "%s stands alone", AllEnabled))
+		} else if r != AllEnabled && !regionRE.MatchString(r) {
+			errs = append(errs, config.Errorf(fmt.Sprintf("regions[%d]", i), "%q is not a region", r))
+		}
+	}
+	return errs
+}
+
+// APIConfig is a cloudtrail_api source: LookupEvents per account × region.
+type APIConfig struct {
+	config.SourceBase `yaml:",inline"`
+	Access            `yaml:",inline"`
+	// Lag keeps windows this far behind now: CloudTrail makes an event
+	// visible about 5 minutes after the call on average.
+	Lag time.Duration `yaml:"lag"`
+	// Overlap is re-read by every poll, counted back from when the previous
+	// scan started, so events that appear up to this late are caught.
+	// AWS: usually within 15 minutes, no guarantee. The stream's duplicate
+	// window must be longer (default 2h).
+	Overlap time.Duration `yaml:"overlap"`
+	// Backfill is how far back the first start reads (at most 90 days,
+	// what LookupEvents keeps).
+	Backfill time.Duration `yaml:"backfill"`
+	// Window is the longest time span of one paginated scan, so a back-fill
+	// moves forward in time and its cursor saves progress.
+	Window time.Duration `yaml:"window"`
+	// RequestsPerSecond is the ceiling per account and region (AWS: 2). It
+	// halves on each ThrottlingException and climbs back as calls succeed.
+	RequestsPerSecond float64 `yaml:"requests_per_second"`
+}
+
+// NewAPIConfig returns the defaults.
+func NewAPIConfig() *APIConfig {
+	c := &APIConfig{
+		SourceBase:        config.SourceBase{Type: TypeAPI, PollInterval: time.Minute},
+		Lag:               5 * time.Minute,
+		Overlap:           20 * time.Minute,
+		Backfill:          24 * time.Hour,
+		Window:            time.Hour,
+		RequestsPerSecond: 1.9, // under 2: requests are measured at AWS, after network jitter
+	}
+	c.Access.defaults()
+	return c
+}
+
+// Validate implements config.SourceConfig.
+func (c *APIConfig) Validate() error {
+	errs := c.Access.validate()
+	if c.Lag < 0 {
+		errs = append(errs, config.Errorf("lag", "must not be negative"))
+	}
+	if c.Overlap < c.Lag {
+		errs = append(errs, config.Errorf("overlap", "must be at least lag (%s)", c.Lag))
+	}
+	if c.Backfill <= 0 || c.Backfill > 90*24*time.Hour {
+		errs = append(errs, config.Errorf("backfill", "must be more than 0 and at most 90 days (2160h), what LookupEvents keeps"))
+	}
+	if c.Window < time.Minute {
+		errs = append(errs, config.Errorf("window", "must be at least 1m"))
+	}
+	if c.RequestsPerSecond <= 0 || c.RequestsPerSecond > 2 {
+		errs = append(errs, config.Errorf("requests_per_second", "must be more than 0 and at most 2, LookupEvents' limit"))
+	}
+	return errors.Join(errs...)
+}
