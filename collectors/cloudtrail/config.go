@@ -53,7 +53,7 @@ func (a *Access) defaults() {
 	a.Regions = []string{AllEnabled}
 }
 
-func (a *Access) validate() []error {
+func (a *Access) validate(rolePerAccount bool) []error {
 	var errs []error
 	for i, acct := range a.Accounts {
 		if !accountRE.MatchString(acct) {
@@ -63,6 +63,10 @@ func (a *Access) validate() []error {
 	if a.RoleARN != "" {
 		if !roleRE.MatchString(a.RoleARN) {
 			errs = append(errs, config.Errorf("role_arn", "%q is not a role ARN", a.RoleARN))
+		} else if !rolePerAccount {
+			if strings.Contains(a.RoleARN, "{account}") {
+				errs = append(errs, config.Errorf("role_arn", "is the one role that reads the bucket: no {account}"))
+			}
 		} else if len(a.Accounts) > 1 && !strings.Contains(a.RoleARN, "{account}") {
 			errs = append(errs, config.Errorf("role_arn", "must contain {account} when several accounts are listed"))
 		} else if len(a.Accounts) == 0 && strings.Contains(a.RoleARN, "{account}") {
@@ -132,7 +136,7 @@ func NewAPIConfig() *APIConfig {
 
 // Validate implements config.SourceConfig.
 func (c *APIConfig) Validate() error {
-	errs := c.Access.validate()
+	errs := c.Access.validate(true)
 	if c.Lag < 0 {
 		errs = append(errs, config.Errorf("lag", "must not be negative"))
 	}
@@ -147,6 +151,99 @@ func (c *APIConfig) Validate() error {
 	}
 	if c.RequestsPerSecond <= 0 || c.RequestsPerSecond > 2 {
 		errs = append(errs, config.Errorf("requests_per_second", "must be more than 0 and at most 2, LookupEvents' limit"))
+	}
+	return errors.Join(errs...)
+}
+
+// S3Config is a cloudtrail_s3 source: the log files a trail delivers to a
+// bucket, for the listed accounts and regions.
+type S3Config struct {
+	config.SourceBase `yaml:",inline"`
+	// Accounts and Regions say which folders of the bucket to read
+	// (AWSLogs/[org/]<account>/CloudTrail/<region>/…). RoleARN, if set, is
+	// the one role that reads the bucket (the log-archive account's).
+	Access `yaml:",inline"`
+	Bucket string `yaml:"bucket"`
+	// Prefix is the trail's S3 key prefix, if it has one.
+	Prefix string `yaml:"prefix"`
+	// OrgID (o-…) for an organization trail's layout.
+	OrgID string `yaml:"org_id"`
+	// Mode: list (key-cursor listing) or sqs (bucket notifications).
+	Mode string `yaml:"mode"`
+	// QueueURL of the notification queue, for mode sqs.
+	QueueURL string `yaml:"queue_url"`
+	// Lookback is how far behind the newest file read a listing still looks
+	// for files that arrive out of order. CloudTrail delivers about every
+	// 5 minutes; an hour covers its stragglers.
+	Lookback time.Duration `yaml:"lookback"`
+	// Backfill is how far back the first start reads.
+	Backfill time.Duration `yaml:"backfill"`
+	// VerifyDigests checks every digest file (signature, chain, log file
+	// hashes) and publishes an attestation.
+	VerifyDigests bool `yaml:"verify_digests"`
+	// PageSize is the most records one poll returns; a larger file takes
+	// several polls.
+	PageSize int `yaml:"page_size"`
+	// Visibility is how long a received SQS message stays hidden; it is
+	// extended while its files are in flight.
+	Visibility time.Duration `yaml:"visibility"`
+}
+
+// Modes of a cloudtrail_s3 source.
+const (
+	ModeList = "list"
+	ModeSQS  = "sqs"
+)
+
+var orgRE = regexp.MustCompile(`^o-[a-z0-9]{10,32}$`)
+
+// NewS3Config returns the defaults.
+func NewS3Config() *S3Config {
+	c := &S3Config{
+		SourceBase:    config.SourceBase{Type: TypeS3, PollInterval: time.Minute},
+		Mode:          ModeList,
+		Lookback:      time.Hour,
+		Backfill:      24 * time.Hour,
+		VerifyDigests: true,
+		PageSize:      1000,
+		Visibility:    5 * time.Minute,
+	}
+	c.Access.defaults()
+	return c
+}
+
+// Validate implements config.SourceConfig.
+func (c *S3Config) Validate() error {
+	errs := c.Access.validate(false)
+	if c.Bucket == "" {
+		errs = append(errs, config.Errorf("bucket", "must be set"))
+	}
+	if c.OrgID != "" && !orgRE.MatchString(c.OrgID) {
+		errs = append(errs, config.Errorf("org_id", "%q is not an organization id (o-…)", c.OrgID))
+	}
+	switch c.Mode {
+	case ModeList:
+		if len(c.Accounts) == 0 {
+			errs = append(errs, config.Errorf("accounts", "must list the accounts whose folders to read"))
+		}
+	case ModeSQS:
+		if c.QueueURL == "" {
+			errs = append(errs, config.Errorf("queue_url", "must be set for mode sqs"))
+		}
+	default:
+		errs = append(errs, config.Errorf("mode", "must be list or sqs, not %q", c.Mode))
+	}
+	if c.Lookback < 0 {
+		errs = append(errs, config.Errorf("lookback", "must not be negative"))
+	}
+	if c.Backfill <= 0 {
+		errs = append(errs, config.Errorf("backfill", "must be more than 0"))
+	}
+	if c.PageSize < 1 || c.PageSize > 10000 {
+		errs = append(errs, config.Errorf("page_size", "must be between 1 and 10000"))
+	}
+	if c.Visibility < 10*time.Second || c.Visibility > 12*time.Hour {
+		errs = append(errs, config.Errorf("visibility", "must be between 10s and 12h (SQS' range)"))
 	}
 	return errors.Join(errs...)
 }

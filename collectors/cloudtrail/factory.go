@@ -2,11 +2,17 @@ package cloudtrail
 
 import (
 	"context"
+	"crypto/rsa"
+	"errors"
 	"log/slog"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ct "github.com/aws/aws-sdk-go-v2/service/cloudtrail"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/trailkeeper/trailkeeper/collectors"
@@ -28,10 +34,103 @@ func NewAPIFactory() collectors.Factory {
 	}
 }
 
+// NewS3Factory returns the registry entry of the trail bucket reader.
+func NewS3Factory() collectors.Factory {
+	return collectors.Factory{
+		NewConfig: func() config.SourceConfig { return NewS3Config() },
+		Create: func(ctx context.Context, set collectors.Settings, sc config.SourceConfig) ([]collectors.Stream, error) {
+			cfg := sc.(*S3Config)
+			base, err := loadBase(ctx, &cfg.Access)
+			if err != nil {
+				return nil, err
+			}
+			return S3Streams(ctx, set, cfg, base)
+		},
+	}
+}
+
+// S3Streams expands cfg: in list mode one stream per account × region, in
+// sqs mode one stream for the queue. base is the SDK config before the
+// bucket role, if any, is assumed.
+func S3Streams(ctx context.Context, set collectors.Settings, cfg *S3Config, base aws.Config) ([]collectors.Stream, error) {
+	now, log := defaults(set)
+	acfg := base.Copy()
+	if cfg.RoleARN != "" {
+		accts, err := accountConfigs(ctx, base, &cfg.Access)
+		if err != nil {
+			return nil, err
+		}
+		acfg = accts[accountOf(cfg.RoleARN)]
+	}
+	pathStyle := acfg.BaseEndpoint != nil // local servers and fakes
+	s3c := s3.NewFromConfig(acfg, func(o *s3.Options) { o.UsePathStyle = pathStyle })
+	m := newMetrics(set.Registerer)
+	files := &trailFiles{bucket: newBucket(s3c, cfg.Bucket), metrics: m, health: set.Health, logger: log}
+	if cfg.VerifyDigests {
+		var mu sync.Mutex
+		byRegion := map[string]*verifier{}
+		files.verifier = func(region string) *verifier {
+			mu.Lock()
+			defer mu.Unlock()
+			if v := byRegion[region]; v != nil {
+				return v
+			}
+			rc := acfg.Copy()
+			rc.Region = region
+			v := &verifier{keys: ct.NewFromConfig(rc), bucket: files.bucket, now: now, pubs: map[string]*rsa.PublicKey{}}
+			byRegion[region] = v
+			return v
+		}
+	}
+	if cfg.Mode == ModeSQS {
+		return []collectors.Stream{{Key: cfg.Name, Collector: newSQSCollector(cfg, sqs.NewFromConfig(acfg), files, now, log.With("stream", cfg.Name))}}, nil
+	}
+	regions := cfg.Regions
+	if len(regions) == 1 && regions[0] == AllEnabled {
+		var err error
+		if regions, err = enabledRegions(ctx, acfg); err != nil {
+			return nil, err
+		}
+	}
+	prefix := strings.Trim(cfg.Prefix, "/")
+	if prefix != "" {
+		prefix += "/"
+	}
+	prefix += "AWSLogs/"
+	if cfg.OrgID != "" {
+		prefix += cfg.OrgID + "/"
+	}
+	var out []collectors.Stream
+	for _, acct := range cfg.Accounts {
+		for _, r := range regions {
+			key := cfg.Name + "/" + acct + "/" + r
+			out = append(out, collectors.Stream{Key: key, Collector: &S3Collector{
+				files: files, bucket: cfg.Bucket, prefix: prefix, account: acct, region: r,
+				lookback: cfg.Lookback, backfill: cfg.Backfill, pageSize: cfg.PageSize,
+				now: now, log: log.With("stream", key),
+			}})
+		}
+	}
+	return out, nil
+}
+
+func defaults(set collectors.Settings) (func() time.Time, *slog.Logger) {
+	now, log := set.Now, set.Logger
+	if now == nil {
+		now = time.Now
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return now, log
+}
+
 // metrics are the collectors' own; one set per process, labeled by stream.
 type metrics struct {
 	throttled *prometheus.CounterVec
 	rate      *prometheus.GaugeVec
+	digests   *prometheus.CounterVec
+	poison    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -44,20 +143,21 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "trailkeeper_aws_request_rate",
 			Help: "Requests per second the adaptive limiter currently allows, per stream.",
 		}, []string{"stream"}),
+		digests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trailkeeper_cloudtrail_digests_total",
+			Help: "CloudTrail digest files checked, by result (valid, invalid: a broken signature, chain or log file hash).",
+		}, []string{"result"}),
+		poison: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "trailkeeper_sqs_poison_messages_total",
+			Help: "SQS messages that were not bucket notifications; their bodies went to the dead-letter subject.",
+		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.throttled, m.rate} {
-			if err := reg.Register(c); err != nil {
-				if are, ok := err.(prometheus.AlreadyRegisteredError); ok {
-					switch c {
-					case m.throttled:
-						m.throttled = are.ExistingCollector.(*prometheus.CounterVec)
-					case m.rate:
-						m.rate = are.ExistingCollector.(*prometheus.GaugeVec)
-					}
-				}
-			}
-		}
+		// Every source registers the same families; the first one wins.
+		m.throttled = register(reg, m.throttled)
+		m.rate = register(reg, m.rate)
+		m.digests = register(reg, m.digests)
+		m.poison = register(reg, m.poison)
 	}
 	return m
 }
@@ -69,14 +169,7 @@ func APIStreams(ctx context.Context, set collectors.Settings, cfg *APIConfig, ba
 	if err != nil {
 		return nil, err
 	}
-	now := set.Now
-	if now == nil {
-		now = time.Now
-	}
-	log := set.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	now, log := defaults(set)
 	m := newMetrics(set.Registerer)
 	var out []collectors.Stream
 	for _, t := range tgts {
@@ -99,4 +192,14 @@ func APIStreams(ctx context.Context, set collectors.Settings, cfg *APIConfig, ba
 		}})
 	}
 	return out, nil
+}
+
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			return are.ExistingCollector.(C)
+		}
+	}
+	return c
 }

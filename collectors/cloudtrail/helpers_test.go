@@ -2,6 +2,7 @@ package cloudtrail
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -29,6 +30,9 @@ func newClock() *clock { return &clock{t: time.Date(2026, 11, 23, 12, 0, 0, 0, t
 func (c *clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.t.IsZero() {
+		return time.Now() // a real clock
+	}
 	return c.t
 }
 
@@ -71,23 +75,64 @@ func events(account, region string, n int, end time.Time) []awsfake.Event {
 // more, and returns the event ids in order.
 func drain(t testing.TB, c collectors.Collector, cur []byte) ([]string, []byte) {
 	t.Helper()
-	var ids []string
+	d := drainAll(t, c, cur)
+	if len(d.other) > 0 {
+		t.Fatalf("unexpected records: %+v", d.other)
+	}
+	return d.ids, d.cursor
+}
+
+type drained struct {
+	ids     []string            // events
+	attests []Attestation       // collector messages
+	other   []collectors.Record // dead letters
+	errs    int                 // failed polls
+	cursor  []byte
+}
+
+func drainAll(t testing.TB, c collectors.Collector, cur []byte) drained {
+	t.Helper()
+	var d drained
 	for range 10000 {
 		page, err := c.Poll(context.Background(), cur)
 		if err != nil {
+			d.errs++
 			continue // same cursor again
 		}
 		for _, r := range page.Records {
-			ids = append(ids, eventID(t, r.Raw))
+			switch {
+			case r.Message != nil:
+				var a Attestation
+				if err := json.Unmarshal(r.Message.Data, &a); err != nil {
+					t.Fatal(err)
+				}
+				d.attests = append(d.attests, a)
+			case r.Err != nil:
+				d.other = append(d.other, r)
+			default:
+				d.ids = append(d.ids, eventID(t, r.Raw))
+			}
 		}
 		if cm, ok := c.(collectors.Committer); ok && page.Next != nil {
 			_ = cm.Commit(context.Background(), page.Next)
 		}
 		cur = page.Next
 		if !page.More {
-			return ids, cur
+			d.cursor = cur
+			return d
 		}
 	}
 	t.Fatal("poll never finished")
-	return nil, nil
+	return d
+}
+
+type awsConfig = aws.Config
+
+// realClock turns clk into the real clock (for timers that run on real
+// time, like visibility heartbeats) and returns it.
+func realClock(clk *clock) *clock {
+	clk.mu.Lock()
+	clk.t = time.Time{}
+	clk.mu.Unlock()
+	return clk
 }

@@ -33,10 +33,16 @@ func newStreamEnv(t *testing.T) *streamEnv {
 
 // start runs a pipeline for st until the returned stop is called.
 func (e *streamEnv) start(t *testing.T, st collectors.Stream) (stop func()) {
+	return e.startWith(t, st, 0, 5*time.Second)
+}
+
+// startWith sets the checkpoint delay (the broker's sync interval, which
+// commits wait for) and the shutdown grace.
+func (e *streamEnv) startWith(t *testing.T, st collectors.Stream, checkpointDelay, grace time.Duration) (stop func()) {
 	p := pipeline.New(pipeline.Settings{
 		Source: "trail", Stream: st, Store: e.store, Sink: e.pub,
 		PollInterval: 20 * time.Millisecond, RetryInitial: time.Millisecond, RetryMax: 50 * time.Millisecond,
-		ShutdownTimeout: 5 * time.Second,
+		CheckpointDelay: checkpointDelay, ShutdownTimeout: grace,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -17,6 +17,7 @@ import (
 var factories = map[string]collectors.Factory{
 	files.Type:         files.NewFactory(),
 	cloudtrail.TypeAPI: cloudtrail.NewAPIFactory(),
+	cloudtrail.TypeS3:  cloudtrail.NewS3Factory(),
 }
 
 // Registry is the set of collector types; it implements config.SourceTypes.

@@ -128,6 +128,12 @@ func EventSubject(cloud, account, service string) string {
 // DeadLetterSubject is audit.deadletter.<cloud>.
 func DeadLetterSubject(cloud string) string { return "audit.deadletter." + Token(cloud) }
 
+// AttestSubject is where integrity attestations of a cloud account go
+// (CloudTrail digest verifications).
+func AttestSubject(cloud, account string) string {
+	return "audit.attest." + Token(cloud) + "." + Token(account)
+}
+
 // ServiceToken shortens a service name: s3.amazonaws.com → s3,
 // compute.googleapis.com → compute, Microsoft.Network → microsoft_network.
 func ServiceToken(service string) string {

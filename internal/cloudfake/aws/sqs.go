@@ -33,11 +33,15 @@ func (s *Server) CreateQueue(name string) string {
 	return s.URL + "/" + DefaultAccount + "/" + name
 }
 
-// SendMessage enqueues a message body.
+// SendMessage enqueues a message body, creating the queue if need be.
 func (s *Server) SendMessage(queueName, body string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q := s.sqs[queueName]
+	if q == nil {
+		q = &queue{}
+		s.sqs[queueName] = q
+	}
 	q.seq++
 	q.msgs = append(q.msgs, &message{id: fmt.Sprintf("msg-%d", q.seq), body: body})
 }
@@ -46,7 +50,10 @@ func (s *Server) SendMessage(queueName, body string) {
 func (s *Server) QueueLen(queueName string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.sqs[queueName].msgs)
+	if q := s.sqs[queueName]; q != nil {
+		return len(q.msgs)
+	}
+	return 0
 }
 
 // ReceiveCounts returns how often each message left in the queue was
@@ -55,7 +62,11 @@ func (s *Server) ReceiveCounts(queueName string) map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := map[string]int{}
-	for _, m := range s.sqs[queueName].msgs {
+	q := s.sqs[queueName]
+	if q == nil {
+		return out
+	}
+	for _, m := range q.msgs {
 		out[m.id] = m.received
 	}
 	return out
