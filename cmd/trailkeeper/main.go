@@ -52,7 +52,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), validateCmd(), normalizeCmd(), versionCmd())
+	root.AddCommand(runCmd(), validateCmd(), normalizeCmd(), fakeAWSCmd(), versionCmd())
 	return root
 }
 

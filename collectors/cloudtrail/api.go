@@ -62,7 +62,20 @@ type apiCursor struct {
 	End    time.Time `json:"end,omitzero"`
 	Frozen time.Time `json:"frozen,omitzero"`
 	Token  string    `json:"token,omitempty"`
+	// Pages read so far in the current scan, and the span of the next
+	// window: it doubles after a scan of one page (a sparse back-fill
+	// costs few requests) and halves after one of many (a busy account
+	// still saves progress often).
+	Pages int           `json:"pages,omitempty"`
+	Span  time.Duration `json:"span,omitempty"`
 }
+
+const (
+	maxSpan    = 7 * 24 * time.Hour
+	minSpan    = time.Minute
+	sparseScan = 1  // pages
+	busyScan   = 20 // pages
+)
 
 // Poll implements collectors.Collector.
 func (c *APICollector) Poll(ctx context.Context, raw []byte) (collectors.Page, error) {
@@ -75,12 +88,15 @@ func (c *APICollector) Poll(ctx context.Context, raw []byte) (collectors.Page, e
 	} else {
 		cur.Start = now.Add(-c.backfill)
 	}
+	if cur.Span == 0 {
+		cur.Span = c.window
+	}
 	if cur.End.IsZero() {
-		end := earliest(cur.Start.Add(c.window), now.Add(-c.lag))
+		end := earliest(cur.Start.Add(cur.Span), now.Add(-c.lag))
 		if !end.After(cur.Start) {
 			return collectors.Page{Next: raw}, nil // nothing new yet
 		}
-		cur.End, cur.Frozen, cur.Token = end, now, ""
+		cur.End, cur.Frozen, cur.Token, cur.Pages = end, now, "", 0
 	}
 	in := &ct.LookupEventsInput{StartTime: aws.Time(cur.Start), EndTime: aws.Time(cur.End), MaxResults: aws.Int32(50)}
 	if cur.Token != "" {
@@ -116,10 +132,18 @@ func (c *APICollector) Poll(ctx context.Context, raw []byte) (collectors.Page, e
 	}
 	c.mu.Unlock()
 
+	cur.Pages++
 	if tok := aws.ToString(out.NextToken); tok != "" {
 		cur.Token = tok
 		page.More = true
 	} else {
+		switch {
+		case cur.Pages <= sparseScan:
+			cur.Span = min(2*cur.Span, maxSpan)
+		case cur.Pages > busyScan:
+			cur.Span = max(cur.Span/2, minSpan)
+		}
+		cur.Pages = 0
 		// The scan is over. The next window re-reads the overlap.
 		if next := earliest(cur.End, cur.Frozen.Add(-c.overlap)); next.After(cur.Start) {
 			cur.Start = next

@@ -229,16 +229,15 @@ func TestRateLimitHolds(t *testing.T) {
 	clk := newClock()
 	srv, base := fakeAWS(t, clk)
 	srv.SetLookupLimit(2, 2)
-	// 20 half-hour windows of one page each: 20 requests, ~10 s.
+	// Two pages per 30-minute window (60 events), for 5 hours: 20 requests,
+	// ~10 s. Windows of two pages keep their span.
 	var evs []awsfake.Event
-	for i := range 300 {
-		at := clk.Now().Add(-10*time.Minute - time.Duration(i)*2*time.Minute)
-		if at.After(clk.Now().Add(-10 * time.Hour)) {
-			evs = append(evs, awsfake.MakeEvent(awsfake.DefaultAccount, "us-east-1", fmt.Sprint("e", i), "RunInstances", at))
-		}
+	for i := range 600 {
+		at := clk.Now().Add(-10*time.Minute - time.Duration(i)*30*time.Second)
+		evs = append(evs, awsfake.MakeEvent(awsfake.DefaultAccount, "us-east-1", fmt.Sprint("e", i), "RunInstances", at))
 	}
 	srv.AddEvents(evs...)
-	st := apiStreams(t, clk, base, func(c *APIConfig) { c.Backfill = 10 * time.Hour; c.Window = 30 * time.Minute }, nil)
+	st := apiStreams(t, clk, base, func(c *APIConfig) { c.Backfill = 5*time.Hour + 10*time.Minute; c.Window = 30 * time.Minute }, nil)
 	ids, _ := drain(t, st[0].Collector, nil)
 	assertIDs(t, ids, evs)
 	reqs := srv.Requests()
@@ -268,5 +267,24 @@ func checkPacing(t *testing.T, reqs []awsfake.Request, perSecond int) {
 	}
 	if n < 20 {
 		t.Errorf("only %d requests: not a long back-fill", n)
+	}
+}
+
+// TestSparseBackfillWidensWindows: 30 days of an account with 5 events
+// cost a dozen requests, not 720 one-hour windows.
+func TestSparseBackfillWidensWindows(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	srv, base := fakeAWS(t, clk)
+	var evs []awsfake.Event
+	for i := range 5 {
+		evs = append(evs, awsfake.MakeEvent(awsfake.DefaultAccount, "us-east-1", fmt.Sprint("e", i), "CreateUser", clk.Now().Add(-time.Duration(i*6+1)*24*time.Hour)))
+	}
+	srv.AddEvents(evs...)
+	st := apiStreams(t, clk, base, func(c *APIConfig) { c.Backfill = 30 * 24 * time.Hour }, nil)
+	ids, _ := drain(t, st[0].Collector, nil)
+	assertIDs(t, ids, evs)
+	if n := countOp(srv, "CloudTrail.LookupEvents"); n > 13 {
+		t.Errorf("%d requests for a sparse 30-day back-fill", n)
 	}
 }

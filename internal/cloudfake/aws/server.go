@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -33,6 +34,7 @@ const DefaultAccount = "000000000000"
 // Server is the fake. Create it with New; it is safe for concurrent use.
 type Server struct {
 	srv *httptest.Server
+	ln  net.Listener
 	// URL is the BaseEndpoint for every client.
 	URL string
 
@@ -87,7 +89,11 @@ func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = n
 // WithRegions sets the enabled regions.
 func WithRegions(r ...string) Option { return func(s *Server) { s.regions = r } }
 
-// New starts a server; it is closed with t's cleanup when t is not nil.
+// WithListener serves on ln instead of a free local port (the demo's
+// fixed address).
+func WithListener(ln net.Listener) Option { return func(s *Server) { s.ln = ln } }
+
+// New starts a server; Close stops it.
 func New(opts ...Option) *Server {
 	s := &Server{
 		now:     time.Now,
@@ -100,7 +106,12 @@ func New(opts ...Option) *Server {
 	for _, o := range opts {
 		o(s)
 	}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	if s.ln != nil {
+		s.srv.Listener.Close()
+		s.srv.Listener = s.ln
+	}
+	s.srv.Start()
 	s.URL = s.srv.URL
 	return s
 }
