@@ -58,17 +58,36 @@ func assertIDs(t *testing.T, got []string, want []awsfake.Event) {
 	}
 }
 
-func TestLookupPaginatesWindowsForward(t *testing.T) {
-	t.Parallel()
+// lookupFixture is a fake holding n events of the default account in
+// us-east-1, the newest 10 minutes old, and the one stream of the default
+// API config changed by mod.
+type lookupFixture struct {
+	clk *clock
+	srv *awsfake.Server
+	st  collectors.Stream
+	evs []awsfake.Event
+}
+
+func newLookupFixture(t testing.TB, n int, mod func(*APIConfig)) lookupFixture {
 	clk := newClock()
 	srv, base := fakeAWS(t, clk)
-	evs := events(awsfake.DefaultAccount, "us-east-1", 120, clk.Now().Add(-10*time.Minute))
+	evs := events(awsfake.DefaultAccount, "us-east-1", n, clk.Now().Add(-10*time.Minute))
 	srv.AddEvents(evs...)
-	st := apiStreams(t, clk, base, func(c *APIConfig) { c.Backfill = 3 * time.Hour }, nil)
-	if len(st) != 1 || st[0].Key != "trail/000000000000/us-east-1" {
+	st := apiStreams(t, clk, base, mod, nil)
+	if len(st) != 1 {
 		t.Fatalf("streams = %+v", st)
 	}
-	ids, cur := drain(t, st[0].Collector, nil)
+	return lookupFixture{clk, srv, st[0], evs}
+}
+
+func TestLookupPaginatesWindowsForward(t *testing.T) {
+	t.Parallel()
+	f := newLookupFixture(t, 120, func(c *APIConfig) { c.Backfill = 3 * time.Hour })
+	clk, srv, evs := f.clk, f.srv, f.evs
+	if f.st.Key != "trail/000000000000/us-east-1" {
+		t.Fatalf("stream key %q", f.st.Key)
+	}
+	ids, cur := drain(t, f.st.Collector, nil)
 	assertIDs(t, ids, evs)
 	var c apiCursor
 	_ = json.Unmarshal(cur, &c)
@@ -149,12 +168,8 @@ func TestThrottlingSlowsDownAndLosesNothing(t *testing.T) {
 
 func TestServerErrorMidScanResumesSameWindow(t *testing.T) {
 	t.Parallel()
-	clk := newClock()
-	srv, base := fakeAWS(t, clk)
-	evs := events(awsfake.DefaultAccount, "us-east-1", 120, clk.Now().Add(-10*time.Minute))
-	srv.AddEvents(evs...)
-	st := apiStreams(t, clk, base, func(c *APIConfig) { c.Window = 3 * time.Hour; c.Backfill = 3 * time.Hour }, nil)
-	c := st[0].Collector
+	f := newLookupFixture(t, 120, func(c *APIConfig) { c.Window = 3 * time.Hour; c.Backfill = 3 * time.Hour })
+	clk, srv, evs, c := f.clk, f.srv, f.evs, f.st.Collector
 	page, err := c.Poll(context.Background(), nil)
 	if err != nil || len(page.Records) != 50 || !page.More {
 		t.Fatalf("first page: %d records, more %v, %v", len(page.Records), page.More, err)
@@ -287,4 +302,35 @@ func TestSparseBackfillWidensWindows(t *testing.T) {
 	if n := countOp(srv, "CloudTrail.LookupEvents"); n > 13 {
 		t.Errorf("%d requests for a sparse 30-day back-fill", n)
 	}
+}
+
+// TestRetryAfterAndSlowPages: a throttling answer with Retry-After holds
+// the next attempt back that long; slow pages only slow the poll.
+func TestRetryAfterAndSlowPages(t *testing.T) {
+	t.Parallel()
+	f := newLookupFixture(t, 80, func(c *APIConfig) { c.Backfill = 3 * time.Hour; c.Window = 3 * time.Hour })
+	srv := f.srv
+	srv.AddFault(awsfake.Fault{Op: "CloudTrail.LookupEvents", Times: 1, Status: 400, Code: "ThrottlingException", RetryAfter: 2})
+	srv.AddFault(awsfake.Fault{Op: "CloudTrail.LookupEvents", Times: 2, Delay: 300 * time.Millisecond})
+	ids, _ := drain(t, f.st.Collector, nil)
+	assertIDs(t, ids, f.evs)
+	var reqs []awsfake.Request
+	for _, r := range srv.Requests() {
+		if r.Op == "CloudTrail.LookupEvents" {
+			reqs = append(reqs, r)
+		}
+	}
+	if len(reqs) < 2 || reqs[0].Status != 400 {
+		t.Fatalf("requests: %+v", reqs)
+	}
+	if gap := reqs[1].Wall.Sub(reqs[0].Wall); gap < 2*time.Second {
+		t.Errorf("retried %s after a Retry-After of 2s", gap)
+	}
+}
+
+// newLookupFixtureOn builds a fresh stream (a restarted process) on f's
+// fake and clock.
+func newLookupFixtureOn(t testing.TB, f lookupFixture, mod func(*APIConfig)) collectors.Stream {
+	_, base := fakeConfig(f.srv)
+	return apiStreams(t, f.clk, base, mod, nil)[0]
 }

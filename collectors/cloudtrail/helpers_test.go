@@ -48,6 +48,11 @@ func fakeAWS(t testing.TB, clk *clock, opts ...awsfake.Option) (*awsfake.Server,
 	t.Helper()
 	srv := awsfake.New(append([]awsfake.Option{awsfake.WithClock(clk.Now)}, opts...)...)
 	t.Cleanup(srv.Close)
+	return fakeConfig(srv)
+}
+
+// fakeConfig is an SDK config for srv.
+func fakeConfig(srv *awsfake.Server) (*awsfake.Server, aws.Config) {
 	cfg := aws.Config{
 		Region:       "us-east-1",
 		Credentials:  credentials.NewStaticCredentialsProvider("AKIDBASE", "secret", ""),

@@ -9,7 +9,6 @@ import (
 
 	"github.com/trailkeeper/trailkeeper/collectors"
 	"github.com/trailkeeper/trailkeeper/internal/checkpoint"
-	awsfake "github.com/trailkeeper/trailkeeper/internal/cloudfake/aws"
 	"github.com/trailkeeper/trailkeeper/internal/embednats/embednatstest"
 	"github.com/trailkeeper/trailkeeper/internal/pipeline"
 	tkjs "github.com/trailkeeper/trailkeeper/sink/jetstream"
@@ -87,14 +86,12 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 // seen-set), and the stream holds every event exactly once.
 func TestRestartResumesWithoutDuplicates(t *testing.T) {
 	t.Parallel()
-	clk := newClock()
-	srv, base := fakeAWS(t, clk)
-	evs := events(awsfake.DefaultAccount, "us-east-1", 200, clk.Now().Add(-10*time.Minute))
-	srv.AddEvents(evs...)
-	env := newStreamEnv(t)
 	mod := func(c *APIConfig) { c.Backfill = 4 * time.Hour }
+	f := newLookupFixture(t, 200, mod)
+	evs := f.evs
+	env := newStreamEnv(t)
 
-	stop := env.start(t, apiStreams(t, clk, base, mod, nil)[0])
+	stop := env.start(t, f.st)
 	waitFor(t, "a saved cursor", 20*time.Second, func() bool {
 		cur, _ := env.store.Load(context.Background(), "trail/000000000000/us-east-1")
 		return cur != nil && env.msgs(t) >= 50
@@ -105,7 +102,8 @@ func TestRestartResumesWithoutDuplicates(t *testing.T) {
 		t.Fatalf("the first run read everything (%d); the restart tests nothing", first)
 	}
 
-	env.start(t, apiStreams(t, clk, base, mod, nil)[0])
+	// A new process: a new collector on the same fake, the saved cursor.
+	env.start(t, newLookupFixtureOn(t, f, mod))
 	waitFor(t, "every event", 30*time.Second, func() bool { return env.msgs(t) >= uint64(len(evs)) })
 	time.Sleep(300 * time.Millisecond) // anything extra would show up now
 	if got := env.msgs(t); got != uint64(len(evs)) {

@@ -78,6 +78,8 @@ type Fault struct {
 	// Truncate cuts an S3 object body after this many bytes while the
 	// Content-Length still announces the whole.
 	Truncate int
+	// RetryAfter is sent as a Retry-After header (seconds) with the error.
+	RetryAfter int
 }
 
 // Option configures New.
@@ -193,6 +195,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if f.Status != 0 {
+			if f.RetryAfter > 0 {
+				w.Header().Set("Retry-After", fmt.Sprint(f.RetryAfter))
+			}
 			c.fail(f.Status, f.Code, "injected fault")
 			s.log(c)
 			return
