@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/trailkeeper/trailkeeper/collectors"
+	"github.com/trailkeeper/trailkeeper/collectors/internal/scan"
 	awsfake "github.com/trailkeeper/trailkeeper/internal/cloudfake/aws"
 )
 
@@ -89,7 +90,7 @@ func TestLookupPaginatesWindowsForward(t *testing.T) {
 	}
 	ids, cur := drain(t, f.st.Collector, nil)
 	assertIDs(t, ids, evs)
-	var c apiCursor
+	var c scan.Cursor
 	_ = json.Unmarshal(cur, &c)
 	if want := clk.Now().Add(-20 * time.Minute); !c.Start.Equal(want) {
 		t.Errorf("next window starts %s, want now-overlap %s", c.Start, want)

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/trailkeeper/trailkeeper/collectors"
+	"github.com/trailkeeper/trailkeeper/collectors/internal/scan"
 	"github.com/trailkeeper/trailkeeper/config"
 )
 
@@ -189,9 +190,8 @@ func APIStreams(ctx context.Context, set collectors.Settings, cfg *APIConfig, ba
 		})
 		out = append(out, collectors.Stream{Key: key, Collector: &APICollector{
 			client: client, account: t.Account, region: t.Region,
-			lag: cfg.Lag, overlap: cfg.Overlap, backfill: cfg.Backfill, window: cfg.Window,
-			now: now, log: log.With("stream", key),
-			seen: map[string]time.Time{}, pending: map[string][]seenEvent{},
+			scan: scan.Settings{Lag: cfg.Lag, Overlap: cfg.Overlap, Backfill: cfg.Backfill, Window: cfg.Window},
+			now:  now, log: log.With("stream", key), seen: scan.NewSeen(),
 		}})
 	}
 	return out, nil
