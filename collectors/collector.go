@@ -5,6 +5,7 @@ package collectors
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"maps"
 	"slices"
@@ -75,6 +76,9 @@ type Committer interface {
 	Commit(ctx context.Context, next []byte) error
 }
 
+// A Collector that holds resources (clients, leases) also implements
+// io.Closer; the daemon closes it after its pipeline stopped.
+
 // Stream is one cursor's worth of a source: a source may fan out into many
 // (accounts × regions, projects, subscriptions), each polled on its own.
 type Stream struct {
@@ -142,4 +146,36 @@ func (h *Health) Problems() []string {
 		out = append(out, k+": "+h.problems[k])
 	}
 	return out
+}
+
+// Clock is Now, or time.Now when unset.
+func (s Settings) Clock() func() time.Time {
+	if s.Now == nil {
+		return time.Now
+	}
+	return s.Now
+}
+
+// Log is Logger, or a logger that discards when unset.
+func (s Settings) Log() *slog.Logger {
+	if s.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Logger
+}
+
+// Register adds a collector's metric to reg and returns it, or the one
+// already registered under the same name (every source of a type
+// registers the same families). A nil reg leaves c unexported.
+func Register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if reg == nil {
+		return c
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			return are.ExistingCollector.(C)
+		}
+	}
+	return c
 }

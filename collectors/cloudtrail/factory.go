@@ -3,11 +3,8 @@ package cloudtrail
 import (
 	"context"
 	"crypto/rsa"
-	"errors"
-	"log/slog"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ct "github.com/aws/aws-sdk-go-v2/service/cloudtrail"
@@ -54,7 +51,7 @@ func NewS3Factory() collectors.Factory {
 // sqs mode one stream for the queue. base is the SDK config before the
 // bucket role, if any, is assumed.
 func S3Streams(ctx context.Context, set collectors.Settings, cfg *S3Config, base aws.Config) ([]collectors.Stream, error) {
-	now, log := defaults(set)
+	now, log := set.Clock(), set.Log()
 	acfg := base.Copy()
 	if cfg.RoleARN != "" {
 		accts, err := accountConfigs(ctx, base, &cfg.Access)
@@ -118,17 +115,6 @@ func S3Streams(ctx context.Context, set collectors.Settings, cfg *S3Config, base
 	return out, nil
 }
 
-func defaults(set collectors.Settings) (func() time.Time, *slog.Logger) {
-	now, log := set.Now, set.Logger
-	if now == nil {
-		now = time.Now
-	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return now, log
-}
-
 // metrics are the collectors' own; one set per process, labeled by stream.
 type metrics struct {
 	throttled *prometheus.CounterVec
@@ -156,13 +142,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "SQS messages that were not bucket notifications; their bodies went to the dead-letter subject.",
 		}),
 	}
-	if reg != nil {
-		// Every source registers the same families; the first one wins.
-		m.throttled = register(reg, m.throttled)
-		m.rate = register(reg, m.rate)
-		m.digests = register(reg, m.digests)
-		m.poison = register(reg, m.poison)
-	}
+	m.throttled = collectors.Register(reg, m.throttled)
+	m.rate = collectors.Register(reg, m.rate)
+	m.digests = collectors.Register(reg, m.digests)
+	m.poison = collectors.Register(reg, m.poison)
 	return m
 }
 
@@ -173,7 +156,7 @@ func APIStreams(ctx context.Context, set collectors.Settings, cfg *APIConfig, ba
 	if err != nil {
 		return nil, err
 	}
-	now, log := defaults(set)
+	now, log := set.Clock(), set.Log()
 	m := newMetrics(set.Registerer)
 	var out []collectors.Stream
 	for _, t := range tgts {
@@ -195,14 +178,4 @@ func APIStreams(ctx context.Context, set collectors.Settings, cfg *APIConfig, ba
 		}})
 	}
 	return out, nil
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			return are.ExistingCollector.(C)
-		}
-	}
-	return c
 }

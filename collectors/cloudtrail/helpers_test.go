@@ -1,7 +1,6 @@
 package cloudtrail
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/trailkeeper/trailkeeper/collectors"
+	"github.com/trailkeeper/trailkeeper/collectors/internal/collectortest"
 	awsfake "github.com/trailkeeper/trailkeeper/internal/cloudfake/aws"
 )
 
@@ -97,37 +97,22 @@ type drained struct {
 
 func drainAll(t testing.TB, c collectors.Collector, cur []byte) drained {
 	t.Helper()
-	var d drained
-	for range 10000 {
-		page, err := c.Poll(context.Background(), cur)
-		if err != nil {
-			d.errs++
-			continue // same cursor again
-		}
-		for _, r := range page.Records {
-			switch {
-			case r.Message != nil:
-				var a Attestation
-				if err := json.Unmarshal(r.Message.Data, &a); err != nil {
-					t.Fatal(err)
-				}
-				d.attests = append(d.attests, a)
-			case r.Err != nil:
-				d.other = append(d.other, r)
-			default:
-				d.ids = append(d.ids, eventID(t, r.Raw))
+	got := collectortest.Drain(t, c, cur)
+	d := drained{errs: got.Errs, cursor: got.Cursor}
+	for _, r := range got.Records {
+		switch {
+		case r.Message != nil:
+			var a Attestation
+			if err := json.Unmarshal(r.Message.Data, &a); err != nil {
+				t.Fatal(err)
 			}
-		}
-		if cm, ok := c.(collectors.Committer); ok && page.Next != nil {
-			_ = cm.Commit(context.Background(), page.Next)
-		}
-		cur = page.Next
-		if !page.More {
-			d.cursor = cur
-			return d
+			d.attests = append(d.attests, a)
+		case r.Err != nil:
+			d.other = append(d.other, r)
+		default:
+			d.ids = append(d.ids, eventID(t, r.Raw))
 		}
 	}
-	t.Fatal("poll never finished")
 	return d
 }
 

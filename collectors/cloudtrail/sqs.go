@@ -170,7 +170,7 @@ func (c *SQSCollector) Commit(ctx context.Context, next []byte) error {
 }
 
 // Close stops the visibility heartbeats of pages never committed.
-func (c *SQSCollector) Close() {
+func (c *SQSCollector) Close() error {
 	c.mu.Lock()
 	pages := c.inflight
 	c.inflight = map[string]*inflightPage{}
@@ -179,6 +179,7 @@ func (c *SQSCollector) Close() {
 		ip.stop()
 		<-ip.done
 	}
+	return nil
 }
 
 type s3Object struct{ bucket, key string }

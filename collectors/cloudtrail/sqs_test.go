@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/trailkeeper/trailkeeper/collectors"
+	"github.com/trailkeeper/trailkeeper/collectors/internal/collectortest"
 	awsfake "github.com/trailkeeper/trailkeeper/internal/cloudfake/aws"
 )
 
@@ -109,15 +110,15 @@ func TestSQSKillBeforeDeleteRedelivers(t *testing.T) {
 	tr := newTrail(t, srv, "", false)
 	evs := events(tr.account, tr.region, 5, clk.Now().Add(-10*time.Minute))
 	srv.SendMessage("trail-events", s3Event(tr.bucket, tr.log(kindLog, clk.Now().Add(-5*time.Minute), evs)))
-	env := newStreamEnv(t)
+	env := collectortest.NewStreamEnv(t)
 
 	// First process: publishes, then dies before the delete (its cursor
 	// and commit wait for a sync interval it never sees).
 	st := sqsStream(t, clk, base, srv, nil)
-	stop := env.startWith(t, st, time.Hour, 50*time.Millisecond)
-	waitFor(t, "the events on the stream", 10*time.Second, func() bool { return env.msgs(t) == uint64(len(evs)) })
+	stop := env.Start(t, st, time.Hour, 50*time.Millisecond)
+	collectortest.WaitFor(t, "the events on the stream", 10*time.Second, func() bool { return env.Msgs(t, "") == uint64(len(evs)) })
 	stop()
-	st.Collector.(*SQSCollector).Close()
+	_ = st.Collector.(*SQSCollector).Close()
 	if n := srv.QueueLen("trail-events"); n != 1 {
 		t.Fatalf("%d messages in the queue, want the undeleted one", n)
 	}
@@ -125,10 +126,10 @@ func TestSQSKillBeforeDeleteRedelivers(t *testing.T) {
 	// The visibility timeout passes; a new process reads it again.
 	clk.Add(10 * time.Minute)
 	st2 := sqsStream(t, clk, base, srv, nil)
-	stop2 := env.startWith(t, st2, 0, 5*time.Second)
-	waitFor(t, "the message deleted", 10*time.Second, func() bool { return srv.QueueLen("trail-events") == 0 })
+	stop2 := env.Start(t, st2, 0, 5*time.Second)
+	collectortest.WaitFor(t, "the message deleted", 10*time.Second, func() bool { return srv.QueueLen("trail-events") == 0 })
 	stop2()
-	if got := env.msgs(t); got != uint64(len(evs)) {
+	if got := env.Msgs(t, ""); got != uint64(len(evs)) {
 		t.Errorf("stream holds %d messages for %d events", got, len(evs))
 	}
 	if counts := srv.ReceiveCounts("trail-events"); len(counts) != 0 {

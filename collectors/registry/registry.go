@@ -10,14 +10,17 @@ import (
 	"github.com/trailkeeper/trailkeeper/collectors"
 	"github.com/trailkeeper/trailkeeper/collectors/cloudtrail"
 	"github.com/trailkeeper/trailkeeper/collectors/files"
+	"github.com/trailkeeper/trailkeeper/collectors/gcpaudit"
 	"github.com/trailkeeper/trailkeeper/config"
 )
 
 // factories maps the `type:` of a source to its collector.
 var factories = map[string]collectors.Factory{
-	files.Type:         files.NewFactory(),
-	cloudtrail.TypeAPI: cloudtrail.NewAPIFactory(),
-	cloudtrail.TypeS3:  cloudtrail.NewS3Factory(),
+	files.Type:          files.NewFactory(),
+	cloudtrail.TypeAPI:  cloudtrail.NewAPIFactory(),
+	cloudtrail.TypeS3:   cloudtrail.NewS3Factory(),
+	gcpaudit.TypeAPI:    gcpaudit.NewAPIFactory(),
+	gcpaudit.TypePubSub: gcpaudit.NewPubSubFactory(),
 }
 
 // Registry is the set of collector types; it implements config.SourceTypes.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -160,6 +161,13 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 	}
 	err = g.Wait()
 	log.Info("trailkeeper stopping")
+	for _, p := range pipes {
+		if c, ok := p.Collector().(io.Closer); ok {
+			if cerr := c.Close(); cerr != nil {
+				log.Warn("closing a collector", "err", cerr)
+			}
+		}
+	}
 	return err
 }
 

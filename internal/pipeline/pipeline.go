@@ -109,6 +109,9 @@ func (p *Pipeline) Status() Status {
 	return Status{FailingSince: p.failingSince, LastError: p.lastErr}
 }
 
+// Collector is the stream's collector, for the daemon to close.
+func (p *Pipeline) Collector() collectors.Collector { return p.set.Stream.Collector }
+
 // PollInterval is the configured interval, for health checks.
 func (p *Pipeline) PollInterval() time.Duration { return p.set.PollInterval }
 

@@ -1,0 +1,170 @@
+package gcpaudit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"github.com/googleapis/gax-go/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/trailkeeper/trailkeeper/collectors"
+	"github.com/trailkeeper/trailkeeper/normalize"
+)
+
+// subscriber is the part of the Pub/Sub subscription client the reader uses.
+type subscriber interface {
+	Pull(ctx context.Context, req *pubsubpb.PullRequest, opts ...gax.CallOption) (*pubsubpb.PullResponse, error)
+	Acknowledge(ctx context.Context, req *pubsubpb.AcknowledgeRequest, opts ...gax.CallOption) error
+	ModifyAckDeadline(ctx context.Context, req *pubsubpb.ModifyAckDeadlineRequest, opts ...gax.CallOption) error
+}
+
+// PubSubCollector reads LogEntries that a log sink publishes to Pub/Sub,
+// with unary pulls: each poll takes a bounded batch, and its messages are
+// acknowledged only when Commit says their events are on the stream
+// (acknowledged and synced). Until then their lease is extended. A crash
+// before the ack leaves the messages to be delivered again; their event
+// ids make the stream drop them. A message that is not a LogEntry is
+// dead-lettered by the pipeline, then acknowledged like the rest: kept on
+// the stream, not redelivered forever. Flow control: at most
+// maxOutstanding messages are pulled and not yet acknowledged.
+type PubSubCollector struct {
+	sub            subscriber
+	name           string
+	maxMessages    int
+	maxOutstanding int
+	deadline       time.Duration
+	log            *slog.Logger
+	closeClient    func() error
+	nonce          string
+
+	mu          sync.Mutex
+	seq         int
+	outstanding int
+	inflight    map[string]*lease // page cursor → its messages
+}
+
+type lease struct {
+	ackIDs []string
+	stop   context.CancelFunc
+	done   chan struct{}
+}
+
+func newPubSubCollector(cfg *PubSubConfig, sub subscriber, closeClient func() error, log *slog.Logger) *PubSubCollector {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return &PubSubCollector{sub: sub, name: cfg.Subscription, maxMessages: cfg.MaxMessages, maxOutstanding: cfg.MaxOutstanding,
+		deadline: cfg.AckDeadline, log: log, closeClient: closeClient, nonce: hex.EncodeToString(b), inflight: map[string]*lease{}}
+}
+
+// Poll implements collectors.Collector. The cursor only names the page,
+// for Commit: a subscription has no position to resume from.
+func (c *PubSubCollector) Poll(ctx context.Context, cur []byte) (collectors.Page, error) {
+	c.mu.Lock()
+	room := min(c.maxMessages, c.maxOutstanding-c.outstanding)
+	c.mu.Unlock()
+	if room <= 0 {
+		return collectors.Page{Next: cur}, nil // wait for commits
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	resp, err := c.sub.Pull(pctx, &pubsubpb.PullRequest{Subscription: c.name, MaxMessages: int32(room)})
+	cancel()
+	if status.Code(err) == codes.DeadlineExceeded && ctx.Err() == nil {
+		return collectors.Page{Next: cur}, nil // nothing to pull
+	}
+	if err != nil {
+		return collectors.Page{}, fmt.Errorf("pull %s: %w", c.name, err)
+	}
+	if len(resp.ReceivedMessages) == 0 {
+		return collectors.Page{Next: cur}, nil
+	}
+	var page collectors.Page
+	l := &lease{done: make(chan struct{})}
+	for _, m := range resp.ReceivedMessages {
+		l.ackIDs = append(l.ackIDs, m.AckId)
+		page.Records = append(page.Records, collectors.Record{
+			Raw: m.GetMessage().GetData(), Format: normalize.FormatGCPAudit,
+			Origin: "pubsub " + c.name + " " + m.GetMessage().GetMessageId(),
+		})
+	}
+	hb, stop := context.WithCancel(context.WithoutCancel(ctx))
+	l.stop = stop
+	c.mu.Lock()
+	c.seq++
+	page.Next = fmt.Appendf(nil, `{"p":%q,"n":%d}`, c.nonce, c.seq)
+	c.inflight[string(page.Next)] = l
+	c.outstanding += len(l.ackIDs)
+	c.mu.Unlock()
+	go c.extend(hb, ctx, l)
+	page.More = true
+	return page, nil
+}
+
+// extend keeps the messages leased until Commit, or until the pipeline
+// stops (then Pub/Sub delivers them again).
+func (c *PubSubCollector) extend(hb, pipeline context.Context, l *lease) {
+	defer close(l.done)
+	t := time.NewTicker(c.deadline / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-hb.Done():
+			return
+		case <-pipeline.Done():
+			return
+		case <-t.C:
+			err := c.sub.ModifyAckDeadline(hb, &pubsubpb.ModifyAckDeadlineRequest{
+				Subscription: c.name, AckIds: l.ackIDs, AckDeadlineSeconds: int32(c.deadline / time.Second),
+			})
+			if err != nil && hb.Err() == nil {
+				c.log.Warn("could not extend Pub/Sub leases; the messages may be delivered twice", "err", err)
+			}
+		}
+	}
+}
+
+// Commit implements collectors.Committer: acknowledge the page's messages.
+func (c *PubSubCollector) Commit(ctx context.Context, next []byte) error {
+	c.mu.Lock()
+	l := c.inflight[string(next)]
+	delete(c.inflight, string(next))
+	if l != nil {
+		c.outstanding -= len(l.ackIDs)
+	}
+	c.mu.Unlock()
+	if l == nil {
+		return nil
+	}
+	l.stop()
+	<-l.done
+	var errs []error
+	for ids := l.ackIDs; len(ids) > 0; {
+		n := min(len(ids), 1000)
+		if err := c.sub.Acknowledge(ctx, &pubsubpb.AcknowledgeRequest{Subscription: c.name, AckIds: ids[:n]}); err != nil {
+			errs = append(errs, err)
+		}
+		ids = ids[n:]
+	}
+	return errors.Join(errs...)
+}
+
+// Close stops the lease extensions of pages never committed and closes
+// the client.
+func (c *PubSubCollector) Close() error {
+	c.mu.Lock()
+	pages := c.inflight
+	c.inflight = map[string]*lease{}
+	c.mu.Unlock()
+	for _, l := range pages {
+		l.stop()
+		<-l.done
+	}
+	return c.closeClient()
+}
