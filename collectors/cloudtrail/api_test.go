@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/trailkeeper/trailkeeper/collectors"
+	"github.com/trailkeeper/trailkeeper/collectors/internal/collectortest"
 	"github.com/trailkeeper/trailkeeper/collectors/internal/scan"
 	awsfake "github.com/trailkeeper/trailkeeper/internal/cloudfake/aws"
 )
@@ -51,12 +52,7 @@ func assertIDs(t *testing.T, got []string, want []awsfake.Event) {
 	for _, e := range want {
 		w = append(w, e.ID)
 	}
-	slices.Sort(w)
-	g := slices.Clone(got)
-	slices.Sort(g)
-	if !slices.Equal(g, w) {
-		t.Fatalf("got %d ids (%d unique), want %d", len(g), len(slices.Compact(slices.Clone(g))), len(w))
-	}
+	collectortest.SameIDs(t, got, w)
 }
 
 // lookupFixture is a fake holding n events of the default account in

@@ -3,7 +3,6 @@ package cloudtrail
 import (
 	"encoding/json"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,28 +18,9 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// clock is a settable clock shared by the fake and the collector.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type clock = collectortest.Clock
 
-func newClock() *clock { return &clock{t: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.t.IsZero() {
-		return time.Now() // a real clock
-	}
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func newClock() *clock { return collectortest.NewClock(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)) }
 
 // fakeAWS starts the fake on clk and returns it with an SDK config that
 // talks to it: static keys, its endpoint, quick retries.
@@ -121,8 +101,6 @@ type awsConfig = aws.Config
 // realClock turns clk into the real clock (for timers that run on real
 // time, like visibility heartbeats) and returns it.
 func realClock(clk *clock) *clock {
-	clk.mu.Lock()
-	clk.t = time.Time{}
-	clk.mu.Unlock()
+	clk.Real()
 	return clk
 }

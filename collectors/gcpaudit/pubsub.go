@@ -155,16 +155,20 @@ func (c *PubSubCollector) Commit(ctx context.Context, next []byte) error {
 	return errors.Join(errs...)
 }
 
-// Close stops the lease extensions of pages never committed and closes
-// the client.
+// Close releases the leases of pages never committed, so that their
+// messages are delivered again at once rather than after their deadline,
+// and closes the client.
 func (c *PubSubCollector) Close() error {
 	c.mu.Lock()
 	pages := c.inflight
 	c.inflight = map[string]*lease{}
 	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	for _, l := range pages {
 		l.stop()
 		<-l.done
+		_ = c.sub.ModifyAckDeadline(ctx, &pubsubpb.ModifyAckDeadlineRequest{Subscription: c.name, AckIds: l.ackIDs, AckDeadlineSeconds: 0})
 	}
 	return c.closeClient()
 }

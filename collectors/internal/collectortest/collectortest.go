@@ -5,6 +5,8 @@ package collectortest
 
 import (
 	"context"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -126,5 +128,50 @@ func WaitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Clock is a settable clock for a fake cloud and its collector. Its zero
+// time means the real clock.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock starts at t.
+func NewClock(t time.Time) *Clock { return &Clock{t: t} }
+
+// Now is the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.t.IsZero() {
+		return time.Now()
+	}
+	return c.t
+}
+
+// Add moves the clock.
+func (c *Clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// Real makes the clock follow real time.
+func (c *Clock) Real() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = time.Time{}
+}
+
+// SameIDs fails the test unless got holds exactly want, each once, in any
+// order.
+func SameIDs(t testing.TB, got, want []string) {
+	t.Helper()
+	w := slices.Sorted(slices.Values(want))
+	g := slices.Sorted(slices.Values(got))
+	if !slices.Equal(g, w) {
+		t.Fatalf("got %d ids (%d distinct), want %d", len(g), len(slices.Compact(slices.Clone(g))), len(w))
 	}
 }
