@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/trailkeeper/trailkeeper/collectors"
+	"github.com/trailkeeper/trailkeeper/collectors/internal/pace"
 	"github.com/trailkeeper/trailkeeper/collectors/internal/scan"
 	"github.com/trailkeeper/trailkeeper/config"
 )
@@ -161,14 +162,14 @@ func APIStreams(ctx context.Context, set collectors.Settings, cfg *APIConfig, ba
 	var out []collectors.Stream
 	for _, t := range tgts {
 		key := cfg.Name + "/" + t.Account + "/" + t.Region
-		lim := newLimiter(cfg.RequestsPerSecond)
+		lim := pace.New(cfg.RequestsPerSecond)
 		throttled := m.throttled.WithLabelValues(key)
 		rateGauge := m.rate.WithLabelValues(key)
-		rateGauge.Set(lim.rate())
+		rateGauge.Set(lim.Rate())
 		client := ct.NewFromConfig(t.cfg, func(o *ct.Options) {
-			o.APIOptions = append(o.APIOptions, lim.middleware(func() {
+			o.APIOptions = append(o.APIOptions, awsMiddleware(lim, func() {
 				throttled.Inc()
-				rateGauge.Set(lim.rate())
+				rateGauge.Set(lim.Rate())
 			}))
 		})
 		out = append(out, collectors.Stream{Key: key, Collector: &APICollector{
