@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/trailkeeper/trailkeeper/collectors"
+	"github.com/trailkeeper/trailkeeper/collectors/azureactivity"
 	"github.com/trailkeeper/trailkeeper/collectors/cloudtrail"
 	"github.com/trailkeeper/trailkeeper/collectors/files"
 	"github.com/trailkeeper/trailkeeper/collectors/gcpaudit"
@@ -16,11 +17,12 @@ import (
 
 // factories maps the `type:` of a source to its collector.
 var factories = map[string]collectors.Factory{
-	files.Type:          files.NewFactory(),
-	cloudtrail.TypeAPI:  cloudtrail.NewAPIFactory(),
-	cloudtrail.TypeS3:   cloudtrail.NewS3Factory(),
-	gcpaudit.TypeAPI:    gcpaudit.NewAPIFactory(),
-	gcpaudit.TypePubSub: gcpaudit.NewPubSubFactory(),
+	files.Type:            files.NewFactory(),
+	cloudtrail.TypeAPI:    cloudtrail.NewAPIFactory(),
+	cloudtrail.TypeS3:     cloudtrail.NewS3Factory(),
+	gcpaudit.TypeAPI:      gcpaudit.NewAPIFactory(),
+	gcpaudit.TypePubSub:   gcpaudit.NewPubSubFactory(),
+	azureactivity.TypeAPI: azureactivity.NewAPIFactory(),
 }
 
 // Registry is the set of collector types; it implements config.SourceTypes.
