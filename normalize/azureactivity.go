@@ -292,6 +292,10 @@ func azActor(f *azFields, u ocsf.Unmapped) (*ocsf.Actor, string) {
 			u["authorization"] = authzRaw
 		}
 	}
+	if caller == "" {
+		// Exports carry no caller: the token's UPN is whom REST calls it.
+		caller = claims[claimUPN]
+	}
 	user := &ocsf.User{Name: caller, UID: claims[claimOID]}
 	if user.UID == "" {
 		user.UID = caller
