@@ -22,5 +22,5 @@ sources:
 	// Output:
 	// trailkeeper.yaml:3: log.level: must be debug, info, warn or error, not "loud"
 	// trailkeeper.yaml:5: stream.replicas: expected a whole number, got "lots"
-	// trailkeeper.yaml:8: sources[0].type: unknown source type "ftp" (one of: cloudtrail_api, cloudtrail_s3, files, gcp_audit_api, gcp_audit_pubsub)
+	// trailkeeper.yaml:8: sources[0].type: unknown source type "ftp" (one of: azure_activity_api, azure_activity_blob, cloudtrail_api, cloudtrail_s3, files, gcp_audit_api, gcp_audit_pubsub)
 }

@@ -56,9 +56,18 @@ func TestValidateConfig(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	out, err = exec.Command(binary, "validate-config", "../../examples/quickstart.yaml").CombinedOutput()
-	if err != nil {
-		t.Errorf("quickstart config: %v\n%s", err, out)
+	// Every example config is valid (secrets they read from the
+	// environment given).
+	examples, _ := filepath.Glob("../../examples/*.yaml")
+	if len(examples) < 4 {
+		t.Errorf("examples: %v", examples)
+	}
+	for _, ex := range examples {
+		cmd := exec.Command(binary, "validate-config", ex)
+		cmd.Env = append(os.Environ(), "AZURE_CLIENT_SECRET=example")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("%s: %v\n%s", ex, err, out)
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/monitor/armmonitor"
 
@@ -62,7 +63,7 @@ func (c *APICollector) Poll(ctx context.Context, raw []byte) (collectors.Page, e
 		c.pager = c.client.NewListPager(c.filter(cur), nil)
 	}
 	var resp *http.Response
-	page, err := c.pager.NextPage(runtime.WithCaptureResponse(ctx, &resp))
+	page, err := c.pager.NextPage(policy.WithCaptureResponse(ctx, &resp))
 	if err != nil {
 		return collectors.Page{}, fmt.Errorf("activity log %s %s..%s: %w", c.sub, cur.Start.Format(time.RFC3339), cur.End.Format(time.RFC3339), err)
 	}

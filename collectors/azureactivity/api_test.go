@@ -24,9 +24,7 @@ import (
 	azfake "github.com/trailkeeper/trailkeeper/internal/cloudfake/azure"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"), goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"), goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"))
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const (
 	subA = "11111111-1111-1111-1111-111111111111"

@@ -10,6 +10,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/monitor/armmonitor"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armsubscriptions"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/trailkeeper/trailkeeper/collectors"
@@ -30,6 +31,31 @@ func NewAPIFactory() collectors.Factory {
 				return nil, fmt.Errorf("azure credential: %w", err)
 			}
 			return apiStreams(ctx, set, cfg, cred, opts)
+		},
+	}
+}
+
+// NewBlobFactory returns the registry entry of the storage-export reader.
+func NewBlobFactory() collectors.Factory {
+	return collectors.Factory{
+		NewConfig: func() config.SourceConfig { return NewBlobConfig() },
+		Create: func(_ context.Context, set collectors.Settings, sc config.SourceConfig) ([]collectors.Stream, error) {
+			cfg := sc.(*BlobConfig)
+			var client *azblob.Client
+			var err error
+			if cfg.ConnectionString != "" {
+				client, err = azblob.NewClientFromConnectionString(string(cfg.ConnectionString), nil)
+			} else {
+				copts := policy.ClientOptions{Cloud: cloudConfig(cfg.Cloud)}
+				var cred azcore.TokenCredential
+				if cred, err = credential(&cfg.Access, copts); err == nil {
+					client, err = azblob.NewClient(cfg.AccountURL, cred, &azblob.ClientOptions{ClientOptions: copts})
+				}
+			}
+			if err != nil {
+				return nil, fmt.Errorf("blob client: %w", err)
+			}
+			return []collectors.Stream{{Key: cfg.Name, Collector: newBlobCollector(cfg, client, set)}}, nil
 		},
 	}
 }

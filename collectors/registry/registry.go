@@ -17,12 +17,13 @@ import (
 
 // factories maps the `type:` of a source to its collector.
 var factories = map[string]collectors.Factory{
-	files.Type:            files.NewFactory(),
-	cloudtrail.TypeAPI:    cloudtrail.NewAPIFactory(),
-	cloudtrail.TypeS3:     cloudtrail.NewS3Factory(),
-	gcpaudit.TypeAPI:      gcpaudit.NewAPIFactory(),
-	gcpaudit.TypePubSub:   gcpaudit.NewPubSubFactory(),
-	azureactivity.TypeAPI: azureactivity.NewAPIFactory(),
+	files.Type:             files.NewFactory(),
+	cloudtrail.TypeAPI:     cloudtrail.NewAPIFactory(),
+	cloudtrail.TypeS3:      cloudtrail.NewS3Factory(),
+	gcpaudit.TypeAPI:       gcpaudit.NewAPIFactory(),
+	gcpaudit.TypePubSub:    gcpaudit.NewPubSubFactory(),
+	azureactivity.TypeAPI:  azureactivity.NewAPIFactory(),
+	azureactivity.TypeBlob: azureactivity.NewBlobFactory(),
 }
 
 // Registry is the set of collector types; it implements config.SourceTypes.
