@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -22,6 +24,7 @@ import (
 	"github.com/trailkeeper/trailkeeper/collectors"
 	"github.com/trailkeeper/trailkeeper/collectors/internal/collectortest"
 	azfake "github.com/trailkeeper/trailkeeper/internal/cloudfake/azure"
+	"github.com/trailkeeper/trailkeeper/normalize"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -209,5 +212,37 @@ func TestRestartResumesWithoutDuplicates(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if got := env.Msgs(t, ""); got != uint64(len(evs)) {
 		t.Errorf("stream holds %d messages for %d events", got, len(evs))
+	}
+}
+
+// TestServesRecordsFromFiles: the fake serves REST records from a file,
+// and the poller hands them on byte for byte.
+func TestServesRecordsFromFiles(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	srv, cred, opts := fakeARM(t, clk)
+	var page struct {
+		Value []map[string]any `json:"value"`
+	}
+	for _, e := range events(subA, 3, clk.Now().Add(-10*time.Minute)) {
+		page.Value = append(page.Value, e.Raw)
+	}
+	file := filepath.Join(t.TempDir(), "page.json")
+	b, _ := json.Marshal(page)
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := srv.LoadFile(file); err != nil || n != 3 {
+		t.Fatalf("LoadFile: %d, %v", n, err)
+	}
+	st := apiTestStreams(t, clk, cred, opts, nil, func(c *APIConfig) { c.Backfill = time.Hour })
+	d := collectortest.Drain(t, st[0].Collector, nil)
+	if len(d.Records) != 3 {
+		t.Fatalf("%d records, the file has 3", len(d.Records))
+	}
+	for _, r := range d.Records {
+		if _, err := normalize.Normalize(r.Raw, r.Format); err != nil {
+			t.Errorf("a served record does not map: %v", err)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -297,4 +298,41 @@ func armError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("x-ms-error-code", code)
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{"code": code, "message": msg}})
+}
+
+// LoadFile serves the REST EventData records of a file (a {"value":[…]}
+// page, a JSON array, or one record) as events of their subscription, at
+// their eventTimestamp.
+func (s *Server) LoadFile(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	var recs []map[string]any
+	var page struct {
+		Value []map[string]any `json:"value"`
+	}
+	switch {
+	case json.Unmarshal(b, &page) == nil && page.Value != nil:
+		recs = page.Value
+	case json.Unmarshal(b, &recs) == nil:
+	default:
+		var one map[string]any
+		if err := json.Unmarshal(b, &one); err != nil {
+			return 0, fmt.Errorf("%s: %w", path, err)
+		}
+		recs = []map[string]any{one}
+	}
+	n := 0
+	for _, r := range recs {
+		sub, _ := r["subscriptionId"].(string)
+		ts, _ := r["eventTimestamp"].(string)
+		t, err := time.Parse(time.RFC3339Nano, ts)
+		if sub == "" || err != nil {
+			continue
+		}
+		s.Add(Event{Subscription: sub, Time: t, Raw: r})
+		n++
+	}
+	return n, nil
 }
