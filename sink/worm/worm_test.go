@@ -1,0 +1,131 @@
+package worm
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/trailkeeper/trailkeeper/internal/embednats/embednatstest"
+	"github.com/trailkeeper/trailkeeper/sink"
+	tkjs "github.com/trailkeeper/trailkeeper/sink/jetstream"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const origin = "trailkeeper.test/archive"
+
+func keys(t testing.TB) (note.Signer, note.Verifier) {
+	skey, vkey, err := note.GenerateKey(rand.Reader, origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := note.NewSigner(skey)
+	v, _ := note.NewVerifier(vkey)
+	return s, v
+}
+
+func TestFrontierMatchesTlog(t *testing.T) {
+	var f frontier
+	var stored []tlog.Hash
+	hr := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(idx))
+		for i, x := range idx {
+			out[i] = stored[x]
+		}
+		return out, nil
+	})
+	for n := int64(0); n < 70; n++ {
+		data := []byte(fmt.Sprint("leaf ", n))
+		hs, err := tlog.StoredHashes(n, data, hr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored = append(stored, hs...)
+		f.add(tlog.RecordHash(data))
+		want, err := tlog.TreeHash(n+1, hr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.root() != want {
+			t.Fatalf("tree of %d: frontier root differs from tlog's", n+1)
+		}
+		if g, err := decodeFrontier(f.n, f.encode()); err != nil || g.root() != want {
+			t.Fatalf("frontier round trip at %d: %v", n+1, err)
+		}
+	}
+}
+
+// archiveMessages publishes n events and a dead letter to a fresh stream,
+// archives them all into a new directory, and returns it.
+func archiveMessages(t *testing.T, n int) (string, note.Verifier) {
+	_, nc, js := embednatstest.Start(t)
+	ctx := context.Background()
+	if _, err := tkjs.EnsureStream(ctx, js, tkjs.StreamConfig{Name: "AUDIT", DuplicateWindow: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	var msgs []sink.Message
+	for i := range n {
+		msgs = append(msgs, sink.Message{Subject: "audit.aws.123456789012.iam", ID: fmt.Sprintf("aws:evt-%04d", i),
+			Data: fmt.Appendf(nil, `{"metadata":{"uid":"aws:evt-%04d"},"class_uid":6003,"time":%d}`, i, 1700000000000+i)})
+	}
+	msgs = append(msgs, sink.Message{Subject: "audit.deadletter.aws", ID: "deadletter:1", Header: map[string]string{"Trailkeeper-Error": "not JSON"}, Data: []byte{0xff, 0x00, 'x'}})
+	if err := tkjs.NewPublisher(js, "AUDIT").Publish(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	sig, ver := keys(t)
+	runArchiver(t, js, nc, dir, sig, uint64(len(msgs)))
+	return dir, ver
+}
+
+// runArchiver archives until the archive holds want stream messages.
+func runArchiver(t *testing.T, js jetstream.JetStream, nc *nats.Conn, dir string, sig note.Signer, want uint64) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := NewArchiver(ctx, Settings{JS: js, NC: nc, Stream: "AUDIT", Store: DirStore{Root: dir}, Signer: sig, Origin: origin,
+		SegmentBytes: 4096, SegmentAge: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		a2, err := NewArchiver(context.Background(), Settings{Store: DirStore{Root: dir}, Signer: sig, Origin: origin})
+		if err == nil && a2.lastSeq >= want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("archive never caught up")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestArchiveVerifies(t *testing.T) {
+	dir, ver := archiveMessages(t, 120)
+	r, err := Verify(context.Background(), DirStore{Root: dir}, VerifyOptions{Verifier: ver})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.OK() || r.Leaves != 121 || r.Segments < 3 || r.TreeSize != 121 {
+		t.Fatalf("report %+v", r)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "checkpoint")); err != nil {
+		t.Fatal(err)
+	}
+}
