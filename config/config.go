@@ -28,7 +28,21 @@ type Config struct {
 	Checkpoint Checkpoint `yaml:"checkpoint"`
 	Pipeline   Pipeline   `yaml:"pipeline"`
 	HTTP       HTTP       `yaml:"http"`
+	Archive    Archive    `yaml:"archive"`
 	Sources    []Source   `yaml:"sources"`
+}
+
+// Archive is the tamper-evident archive of the whole stream (sink/worm).
+type Archive struct {
+	// Dir is the archive's folder; empty: no archive.
+	Dir FilePath `yaml:"dir"`
+	// KeyFile holds the Ed25519 signer key (trailkeeper keygen); Key is
+	// the key itself (${env:…}). With neither, a key is generated at the
+	// first start in <data_dir>/archive.key, its verifier key beside it.
+	KeyFile FilePath `yaml:"key_file"`
+	Key     Secret   `yaml:"key"`
+	SegmentBytes int           `yaml:"segment_bytes"`
+	SegmentAge   time.Duration `yaml:"segment_age"`
 }
 
 // Log configures log/slog.
@@ -151,6 +165,7 @@ func Default() *Config {
 		Checkpoint: Checkpoint{Store: "kv", Bucket: "trailkeeper-cursors"},
 		Pipeline:   Pipeline{RetryInitial: time.Second, RetryMax: 5 * time.Minute, ShutdownTimeout: 15 * time.Second},
 		HTTP:       HTTP{Listen: "127.0.0.1:9464"},
+		Archive:    Archive{SegmentBytes: 64 << 20, SegmentAge: time.Minute},
 	}
 }
 
@@ -333,6 +348,15 @@ func (c *Config) Validate() error {
 				bad(f.path, "%v", errWithoutPath(err))
 			}
 		}
+	}
+	if c.Archive.KeyFile != "" && c.Archive.Key != "" {
+		bad("archive.key", "use key_file or key, not both")
+	}
+	if c.Archive.SegmentBytes < 1<<10 || c.Archive.SegmentBytes > 1<<30 {
+		bad("archive.segment_bytes", "must be between 1 KiB and 1 GiB")
+	}
+	if c.Archive.SegmentAge < 100*time.Millisecond || c.Archive.SegmentAge > time.Hour {
+		bad("archive.segment_age", "must be between 100ms and 1h")
 	}
 	if !natsName.MatchString(c.Stream.Name) {
 		bad("stream.name", "must be letters, digits, _ or -")

@@ -27,6 +27,9 @@ import (
 )
 
 // Set with -ldflags "-X main.version=… -X main.commit=…".
+// errSilent fails a command that already printed its findings.
+var errSilent = errors.New("findings reported")
+
 var (
 	version = ""
 	commit  = ""
@@ -35,6 +38,9 @@ var (
 func main() {
 	if err := newRoot().Execute(); err != nil {
 		var pe config.Problems
+		if errors.Is(err, errSilent) {
+			os.Exit(1) // the command said why on its output
+		}
 		if errors.As(err, &pe) {
 			fmt.Fprintln(os.Stderr, pe.Error())
 			fmt.Fprintf(os.Stderr, "%d problem(s)\n", len(pe))
@@ -52,7 +58,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), validateCmd(), normalizeCmd(), fakeAWSCmd(), versionCmd())
+	root.AddCommand(runCmd(), validateCmd(), normalizeCmd(), keygenCmd(), verifyCmd(), proveCmd(), fakeAWSCmd(), versionCmd())
 	return root
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/trailkeeper/trailkeeper/config"
 	"github.com/trailkeeper/trailkeeper/internal/pipeline"
 	"github.com/trailkeeper/trailkeeper/normalize"
+	"github.com/trailkeeper/trailkeeper/sink/worm"
 )
 
 var binary string
@@ -177,8 +178,10 @@ func connect(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
 	return nil, nil
 }
 
-// The daemon is killed with SIGKILL in the middle of ingesting the sample
-// data; after a restart the stream holds every record exactly once.
+// The daemon is killed with SIGKILL twice in the middle of ingesting and
+// archiving the sample data; after a restart the stream holds every record
+// exactly once, and the archive verifies and holds every stream message
+// exactly once.
 func TestKillMidIngestionLosesAndDuplicatesNothing(t *testing.T) {
 	work := t.TempDir()
 	data := filepath.Join(work, "in")
@@ -201,13 +204,14 @@ data_dir: %s
 log: {level: warn}
 nats: {embedded: {port: %d}}
 http: {listen: ""}
+archive: {dir: %s, segment_bytes: 65536, segment_age: 200ms}
 sources:
   - name: samples
     type: files
     path: %s
     page_size: 25
     poll_interval: 100ms
-`, filepath.Join(work, "data"), port, data)), 0o600)
+`, filepath.Join(work, "data"), port, filepath.Join(work, "archive"), data)), 0o600)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 
 	var logs bytes.Buffer
@@ -232,9 +236,19 @@ sources:
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	atKill := streamMsgs(js)
 	first.Process.Signal(syscall.SIGKILL)
 	first.Wait()
+	nc.Close()
+	// Again, a little further on.
+	again := start()
+	nc, js = connect(t, url)
+	from := streamMsgs(js)
+	for n := from; n < from+1000 && time.Now().Before(deadline); n = streamMsgs(js) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	atKill := streamMsgs(js)
+	again.Process.Signal(syscall.SIGKILL)
+	again.Wait()
 	nc.Close()
 	t.Logf("killed after %s", time.Since(began).Round(time.Millisecond))
 	if atKill >= uint64(len(want)) {
@@ -303,6 +317,7 @@ sources:
 	if total != uint64(len(want)) {
 		t.Errorf("stream holds %d messages, want %d", total, len(want))
 	}
+	checkArchive(t, filepath.Join(work, "archive"), filepath.Join(work, "data", "archive.key.pub"), total)
 }
 
 // Records that cannot be mapped are reported on stderr and counted; the
@@ -335,5 +350,67 @@ func TestNormalizeCommandReportsAndExits(t *testing.T) {
 	}
 	if err := exec.Command(binary, "normalize", "--format", "xml", in).Run(); err == nil {
 		t.Error("exit 0 for an unknown format")
+	}
+}
+
+// checkArchive waits for the archive to hold total messages, then checks it
+// with the verify command and reads every leaf back.
+func checkArchive(t *testing.T, dir, pubKey string, total uint64) {
+	t.Helper()
+	ctx := context.Background()
+	st := worm.DirStore{Root: dir}
+	vkey, err := os.ReadFile(pubKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ver, err := worm.ParseVerifier(string(vkey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		r, err := worm.Verify(ctx, st, worm.VerifyOptions{Verifier: ver})
+		if err == nil && r.Leaves >= int64(total) && r.TreeSize == r.Leaves {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("archive holds %d of %d messages (%v)", r.Leaves, total, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	out, err := exec.Command(binary, "verify", "--archive", dir, "--key", pubKey).CombinedOutput()
+	if err != nil {
+		t.Fatalf("verify: %v\n%s", err, out)
+	}
+	t.Logf("verify: %s", bytes.TrimSpace(out))
+	seqs := map[uint64]int{}
+	var uid string
+	err = worm.ReadLeaves(ctx, st, func(l worm.Leaf) error {
+		seqs[l.Seq]++
+		if uid == "" && strings.HasPrefix(l.MsgID, "aws:") {
+			uid = l.MsgID
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uint64(len(seqs)) != total {
+		t.Errorf("archive holds %d distinct stream messages, the stream %d", len(seqs), total)
+	}
+	for seq, n := range seqs {
+		if n > 1 {
+			t.Errorf("stream message %d archived %d times", seq, n)
+		}
+	}
+	// An inclusion proof, checked alone.
+	proof, err := exec.Command(binary, "prove", "--archive", dir, "--uid", uid).Output()
+	if err != nil {
+		t.Fatalf("prove: %v", err)
+	}
+	pf := filepath.Join(t.TempDir(), "proof.json")
+	os.WriteFile(pf, proof, 0o644)
+	if out, err := exec.Command(binary, "verify", "--proof", pf, "--key", pubKey).CombinedOutput(); err != nil {
+		t.Errorf("verify --proof: %v\n%s", err, out)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/sync/errgroup"
 
 	tkcollectors "github.com/trailkeeper/trailkeeper/collectors"
@@ -30,6 +31,7 @@ import (
 	"github.com/trailkeeper/trailkeeper/internal/pipeline"
 	"github.com/trailkeeper/trailkeeper/normalize"
 	"github.com/trailkeeper/trailkeeper/sink/jetstream"
+	"github.com/trailkeeper/trailkeeper/sink/worm"
 )
 
 // Settings is what the caller passes in besides the config.
@@ -142,7 +144,17 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 		return health.Problems(), errors.Join(errs...)
 	}
 
+	var archiver *worm.Archiver
+	if cfg.Archive.Dir != "" {
+		if archiver, err = openArchive(ctx, cfg, js, conn.nc, log); err != nil {
+			return err
+		}
+	}
+
 	g, gctx := errgroup.WithContext(ctx)
+	if archiver != nil {
+		g.Go(func() error { return archiver.Run(gctx) })
+	}
 	addrs := Addrs{NATS: conn.url}
 	if cfg.HTTP.Listen != "" {
 		srv, err := httpapi.Listen(cfg.HTTP.Listen, httpapi.Handler(reg, ready), log)
@@ -169,6 +181,41 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 		}
 	}
 	return err
+}
+
+// openArchive loads (or, the first time, creates) the signing key and the
+// archive's state.
+func openArchive(ctx context.Context, cfg *config.Config, js natsjs.JetStream, nc *nats.Conn, log *slog.Logger) (*worm.Archiver, error) {
+	a := cfg.Archive
+	var signer note.Signer
+	var err error
+	switch {
+	case a.Key != "":
+		signer, err = worm.ParseSigner(string(a.Key))
+	case a.KeyFile != "":
+		signer, _, _, err = worm.LoadOrCreateKey(string(a.KeyFile))
+	default:
+		path := filepath.Join(string(cfg.DataDir), "archive.key")
+		if err = os.MkdirAll(string(cfg.DataDir), 0o755); err != nil {
+			return nil, err
+		}
+		var vkey string
+		var created bool
+		signer, vkey, created, err = worm.LoadOrCreateKey(path)
+		if created {
+			log.Warn("generated the archive's signing key; keep the verifier key to check the archive", "key_file", path, "verifier_key", vkey)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("archive key: %w", err)
+	}
+	if err := os.MkdirAll(string(a.Dir), 0o755); err != nil {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	return worm.NewArchiver(ctx, worm.Settings{
+		JS: js, NC: nc, Stream: cfg.Stream.Name, Store: worm.DirStore{Root: string(a.Dir)},
+		Signer: signer, Origin: signer.Name(), SegmentBytes: a.SegmentBytes, SegmentAge: a.SegmentAge, Logger: log,
+	})
 }
 
 func openStore(ctx context.Context, cfg *config.Config, js natsjs.JetStream) (checkpoint.Store, error) {

@@ -3,9 +3,11 @@ package worm
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,5 +129,32 @@ func TestArchiveVerifies(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "checkpoint")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestProve(t *testing.T) {
+	dir, ver := archiveMessages(t, 70)
+	st := DirStore{Root: dir}
+	p, err := Prove(context.Background(), st, "aws:evt-0042")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Leaf != 42 || !strings.Contains(p.Line, `"uid":"aws:evt-0042"`) {
+		t.Fatalf("proof of leaf %d: %s", p.Leaf, p.Line)
+	}
+	if err := CheckProof(p, ver, ""); err != nil {
+		t.Fatalf("a true proof fails: %v", err)
+	}
+	forged := p
+	forged.Line = strings.Replace(p.Line, "6003", "6004", 1)
+	if err := CheckProof(forged, ver, ""); err == nil {
+		t.Error("a changed event passed its proof")
+	}
+	_, other := keys(t)
+	if err := CheckProof(p, other, origin); err == nil {
+		t.Error("a proof passed under another key")
+	}
+	if _, err := Prove(context.Background(), st, "nope"); !errors.Is(err, ErrNotArchived) {
+		t.Errorf("unknown uid: %v", err)
 	}
 }
