@@ -39,8 +39,8 @@ type Archive struct {
 	// KeyFile holds the Ed25519 signer key (trailkeeper keygen); Key is
 	// the key itself (${env:…}). With neither, a key is generated at the
 	// first start in <data_dir>/archive.key, its verifier key beside it.
-	KeyFile FilePath `yaml:"key_file"`
-	Key     Secret   `yaml:"key"`
+	KeyFile      FilePath      `yaml:"key_file"`
+	Key          Secret        `yaml:"key"`
 	SegmentBytes int           `yaml:"segment_bytes"`
 	SegmentAge   time.Duration `yaml:"segment_age"`
 }
