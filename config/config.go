@@ -43,6 +43,25 @@ type Archive struct {
 	Key          Secret        `yaml:"key"`
 	SegmentBytes int           `yaml:"segment_bytes"`
 	SegmentAge   time.Duration `yaml:"segment_age"`
+	// S3 stores the archive in a bucket with Object Lock instead of Dir.
+	S3 ArchiveS3 `yaml:"s3"`
+}
+
+// ArchiveS3 is an archive bucket. Credentials come from the AWS default
+// chain.
+type ArchiveS3 struct {
+	Bucket string `yaml:"bucket"`
+	Prefix string `yaml:"prefix"`
+	Region string `yaml:"region"`
+	// EndpointURL for S3-compatible servers (path-style addressing).
+	EndpointURL string `yaml:"endpoint_url"`
+	// Mode is COMPLIANCE (no one can delete before retain-until) or
+	// GOVERNANCE (privileged users can).
+	Mode string `yaml:"mode"`
+	// Retention is how long each object is locked from its write.
+	Retention time.Duration `yaml:"retention"`
+	// AllowUnlocked accepts a bucket without Object Lock (tests, trials).
+	AllowUnlocked bool `yaml:"allow_unlocked"`
 }
 
 // Log configures log/slog.
@@ -165,7 +184,7 @@ func Default() *Config {
 		Checkpoint: Checkpoint{Store: "kv", Bucket: "trailkeeper-cursors"},
 		Pipeline:   Pipeline{RetryInitial: time.Second, RetryMax: 5 * time.Minute, ShutdownTimeout: 15 * time.Second},
 		HTTP:       HTTP{Listen: "127.0.0.1:9464"},
-		Archive:    Archive{SegmentBytes: 64 << 20, SegmentAge: time.Minute},
+		Archive:    Archive{SegmentBytes: 64 << 20, SegmentAge: time.Minute, S3: ArchiveS3{Mode: "COMPLIANCE", Retention: 7 * 365 * 24 * time.Hour}},
 	}
 }
 
@@ -348,6 +367,15 @@ func (c *Config) Validate() error {
 				bad(f.path, "%v", errWithoutPath(err))
 			}
 		}
+	}
+	if c.Archive.Dir != "" && c.Archive.S3.Bucket != "" {
+		bad("archive.s3.bucket", "use archive.dir or archive.s3, not both")
+	}
+	if c.Archive.S3.Mode != "COMPLIANCE" && c.Archive.S3.Mode != "GOVERNANCE" {
+		bad("archive.s3.mode", "must be COMPLIANCE or GOVERNANCE, not %q", c.Archive.S3.Mode)
+	}
+	if c.Archive.S3.Retention < 24*time.Hour {
+		bad("archive.s3.retention", "must be at least 24h")
 	}
 	if c.Archive.KeyFile != "" && c.Archive.Key != "" {
 		bad("archive.key", "use key_file or key, not both")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,10 +56,15 @@ func verifierKey(arg string) (string, error) {
 	return "", fmt.Errorf("--key %q is neither a verifier key nor a file holding one", arg)
 }
 
-// archiveStore opens --archive (a folder).
-func archiveStore(arg string) (worm.Store, error) {
-	if strings.HasPrefix(arg, "s3://") {
-		return nil, errors.New("s3:// archives are not supported yet; verify a local copy (aws s3 sync)")
+// archiveStore opens --archive: a folder, or s3://bucket/prefix (AWS
+// default credentials; AWS_ENDPOINT_URL_S3 for S3-compatible servers).
+func archiveStore(ctx context.Context, arg string) (worm.Store, error) {
+	if rest, ok := strings.CutPrefix(arg, "s3://"); ok {
+		bucket, prefix, _ := strings.Cut(rest, "/")
+		if bucket == "" {
+			return nil, errors.New("--archive s3://BUCKET[/PREFIX]")
+		}
+		return worm.NewS3Store(ctx, worm.S3Settings{Bucket: bucket, Prefix: prefix, EndpointURL: os.Getenv("AWS_ENDPOINT_URL_S3")})
 	}
 	if fi, err := os.Stat(arg); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("--archive %s: not a folder", arg)
@@ -70,7 +76,7 @@ func verifyCmd() *cobra.Command {
 	var archive, key, anchor, proof string
 	var asJSON bool
 	c := &cobra.Command{
-		Use:   "verify --archive DIR --key PUBKEY [--anchor FILE] [--json] | verify --proof FILE --key PUBKEY",
+		Use:   "verify --archive DIR|s3://BUCKET/PREFIX --key PUBKEY [--anchor FILE] [--json] | verify --proof FILE --key PUBKEY",
 		Short: "Check an archive offline (signatures, chain, hashes, Merkle roots), or one inclusion proof",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -98,7 +104,7 @@ func verifyCmd() *cobra.Command {
 				fmt.Fprintf(out, "proof holds: leaf %d is in the log of %d leaves that %s signs\n", p.Leaf, p.TreeSize, ver.Name())
 				return nil
 			}
-			st, err := archiveStore(archive)
+			st, err := archiveStore(cmd.Context(), archive)
 			if err != nil {
 				return err
 			}
@@ -143,11 +149,11 @@ func verifyCmd() *cobra.Command {
 func proveCmd() *cobra.Command {
 	var archive, uid string
 	c := &cobra.Command{
-		Use:   "prove --archive DIR --uid EVENT_UID",
+		Use:   "prove --archive DIR|s3://BUCKET/PREFIX --uid EVENT_UID",
 		Short: "Print an event, its leaf index and an inclusion proof against the newest checkpoint (JSON, for verify --proof)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, err := archiveStore(archive)
+			st, err := archiveStore(cmd.Context(), archive)
 			if err != nil {
 				return err
 			}

@@ -145,7 +145,7 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 	}
 
 	var archiver *worm.Archiver
-	if cfg.Archive.Dir != "" {
+	if cfg.Archive.Dir != "" || cfg.Archive.S3.Bucket != "" {
 		if archiver, err = openArchive(ctx, cfg, js, conn.nc, log); err != nil {
 			return err
 		}
@@ -209,11 +209,22 @@ func openArchive(ctx context.Context, cfg *config.Config, js natsjs.JetStream, n
 	if err != nil {
 		return nil, fmt.Errorf("archive key: %w", err)
 	}
-	if err := os.MkdirAll(string(a.Dir), 0o755); err != nil {
+	var store worm.Store = worm.DirStore{Root: string(a.Dir)}
+	if a.S3.Bucket != "" {
+		s3s, err := worm.NewS3Store(ctx, worm.S3Settings{Bucket: a.S3.Bucket, Prefix: a.S3.Prefix, Region: a.S3.Region,
+			EndpointURL: a.S3.EndpointURL, Mode: a.S3.Mode, Retention: a.S3.Retention})
+		if err != nil {
+			return nil, err
+		}
+		if err := s3s.CheckLock(ctx, a.S3.AllowUnlocked); err != nil {
+			return nil, err
+		}
+		store = s3s
+	} else if err := os.MkdirAll(string(a.Dir), 0o755); err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
 	return worm.NewArchiver(ctx, worm.Settings{
-		JS: js, NC: nc, Stream: cfg.Stream.Name, Store: worm.DirStore{Root: string(a.Dir)},
+		JS: js, NC: nc, Stream: cfg.Stream.Name, Store: store,
 		Signer: signer, Origin: signer.Name(), SegmentBytes: a.SegmentBytes, SegmentAge: a.SegmentAge, Logger: log,
 	})
 }

@@ -169,10 +169,13 @@ func (a *Archiver) Run(ctx context.Context) error {
 	if a.lastSeq > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, a.lastSeq+1
 	}
-	cons, err := a.set.JS.Consumer(ctx, a.set.Stream, a.set.Consumer)
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		cons, err = a.set.JS.CreateConsumer(ctx, a.set.Stream, cfg)
+	// The archive's newest manifest, not the consumer, says where to
+	// resume: the consumer is made afresh from there, so messages a killed
+	// run had fetched but not acknowledged come at once, not after AckWait.
+	if err := a.set.JS.DeleteConsumer(ctx, a.set.Stream, a.set.Consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("archiver consumer: %w", err)
 	}
+	cons, err := a.set.JS.CreateConsumer(ctx, a.set.Stream, cfg)
 	if err != nil {
 		return fmt.Errorf("archiver consumer: %w", err)
 	}

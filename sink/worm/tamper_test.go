@@ -91,23 +91,19 @@ func (tp tamperer) editSegment(mkey string, edit func([][]byte) [][]byte) {
 	}
 }
 
-// TestTamperMatrix: every tampering of a directory archive gives its own
-// finding, and the untouched archive verifies.
-func TestTamperMatrix(t *testing.T) {
-	dir, ver := archiveMessages(t, 150)
+type tamperCase struct {
+	name   string
+	tamper func(tp tamperer)
+	anchor bool
+	want   string // the check that must be among the findings
+}
+
+// tamperCases are forgeries of the files under an archive (a folder, or
+// the files versitygw keeps an S3 bucket's objects in).
+func tamperCases(t *testing.T, ver note.Verifier) []tamperCase {
 	newest := func(tp tamperer, prefix string) string { ks := tp.keys(prefix); return ks[len(ks)-1] }
 	middle := func(tp tamperer, prefix string) string { ks := tp.keys(prefix); return ks[len(ks)/2] }
-	var anchor []byte
-	{
-		tp := tamperer{t, dir}
-		anchor, _ = os.ReadFile(tp.path(newest(tp, "checkpoint/")))
-	}
-	for _, tc := range []struct {
-		name   string
-		tamper func(tp tamperer)
-		anchor bool
-		want   string // the check that must be among the findings
-	}{
+	return []tamperCase{
 		{"untouched", func(tamperer) {}, true, ""},
 		{"flip one byte of a segment", func(tp tamperer) {
 			p := tp.path(tp.manifest(middle(tp, "manifest/")).Segment)
@@ -160,34 +156,57 @@ func TestTamperMatrix(t *testing.T) {
 			forged, _ := note.Sign(&note.Note{Text: n.Text}, other)
 			_ = os.WriteFile(tp.path(key), forged, 0o644)
 		}, false, "checkpoint-signature"},
-	} {
+	}
+}
+
+// checkTamper verifies st after tc and checks its finding.
+func checkTamper(t *testing.T, st Store, ver note.Verifier, anchor []byte, tc tamperCase) {
+	t.Helper()
+	o := VerifyOptions{Verifier: ver}
+	if tc.anchor {
+		o.Anchor = anchor
+	}
+	r, err := Verify(context.Background(), st, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var checks []string
+	for _, f := range r.Findings {
+		checks = append(checks, f.Check)
+	}
+	switch {
+	case tc.want == "" && !r.OK():
+		t.Errorf("untouched archive: %v", strs(r.Findings))
+	case tc.want != "" && !slices.Contains(checks, tc.want):
+		t.Errorf("findings %v lack %q:\n%s", checks, tc.want, strings.Join(strs(r.Findings), "\n"))
+	}
+	if tc.want == "anchor-truncated" {
+		o.Anchor = nil
+		if r, _ := Verify(context.Background(), st, o); !r.OK() {
+			t.Errorf("without the anchor the truncated archive should look whole: %v", strs(r.Findings))
+		}
+	}
+}
+
+func newestCheckpoint(t *testing.T, st Store) []byte {
+	ks, _ := st.List(context.Background(), "checkpoint/")
+	b, err := st.Get(context.Background(), ks[len(ks)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestTamperMatrix: every forgery of a folder archive gives its own
+// finding, and the untouched archive verifies.
+func TestTamperMatrix(t *testing.T) {
+	dir, ver := archiveMessages(t, 150)
+	anchor := newestCheckpoint(t, DirStore{Root: dir})
+	for _, tc := range tamperCases(t, ver) {
 		t.Run(tc.name, func(t *testing.T) {
 			tp := tamperer{t, copyArchive(t, dir)}
 			tc.tamper(tp)
-			o := VerifyOptions{Verifier: ver}
-			if tc.anchor {
-				o.Anchor = anchor
-			}
-			r, err := Verify(context.Background(), DirStore{Root: tp.dir}, o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var checks []string
-			for _, f := range r.Findings {
-				checks = append(checks, f.Check)
-			}
-			switch {
-			case tc.want == "" && !r.OK():
-				t.Errorf("untouched archive: %v", r.Findings)
-			case tc.want != "" && !slices.Contains(checks, tc.want):
-				t.Errorf("findings %v lack %q:\n%s", checks, tc.want, strings.Join(strs(r.Findings), "\n"))
-			}
-			if tc.name == "truncate the tail with its checkpoint" {
-				o.Anchor = nil
-				if r, _ := Verify(context.Background(), DirStore{Root: tp.dir}, o); !r.OK() {
-					t.Errorf("without the anchor the truncated archive should look whole: %v", r.Findings)
-				}
-			}
+			checkTamper(t, DirStore{Root: tp.dir}, ver, anchor, tc)
 		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -111,6 +112,17 @@ func Verify(ctx context.Context, st Store, o VerifyOptions) (Report, error) {
 		if err != nil {
 			return r, err
 		}
+		if in, ok := st.(Inspector); ok {
+			info, err := in.Inspect(ctx, m.Segment)
+			switch {
+			case err != nil:
+				find(m.Segment, "inspect", "%v", err)
+			case m.SegmentVersion != "" && info.Version != m.SegmentVersion:
+				find(m.Segment, "version-replaced", "the store serves version %s, the manifest recorded %s", info.Version, m.SegmentVersion)
+			}
+			checkLock(ctx, in, mkey, find)
+			checkLock(ctx, in, m.Segment, find)
+		}
 		if got := hexSHA256(stored); got != m.SegmentSHA256 {
 			find(m.Segment, "segment-hash", "SHA-256 %s, manifest says %s", short(got), short(m.SegmentSHA256))
 		}
@@ -168,6 +180,9 @@ func Verify(ctx context.Context, st Store, o VerifyOptions) (Report, error) {
 			return r, err
 		}
 		r.Checkpoints++
+		if in, ok := st.(Inspector); ok {
+			checkLock(ctx, in, key, find)
+		}
 		size, root, err := openCheckpoint(b, o)
 		if err != nil {
 			find(key, "checkpoint-signature", "%v", err)
@@ -199,6 +214,19 @@ func Verify(ctx context.Context, st Store, o VerifyOptions) (Report, error) {
 		}
 	}
 	return r, nil
+}
+
+// checkLock reports an object whose retention is missing or over.
+func checkLock(ctx context.Context, in Inspector, key string, find func(obj, check, format string, args ...any)) {
+	info, err := in.Inspect(ctx, key)
+	switch {
+	case err != nil:
+		find(key, "inspect", "%v", err)
+	case info.Mode == "":
+		find(key, "retention", "no Object Lock retention: the object can be deleted")
+	case info.RetainUntil.Before(time.Now()):
+		find(key, "retention", "%s retention ended %s", info.Mode, info.RetainUntil.Format(time.RFC3339))
+	}
 }
 
 // openCheckpoint verifies a checkpoint note and returns what it signs.

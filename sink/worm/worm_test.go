@@ -70,6 +70,14 @@ func TestFrontierMatchesTlog(t *testing.T) {
 // archiveMessages publishes n events and a dead letter to a fresh stream,
 // archives them all into a new directory, and returns it.
 func archiveMessages(t *testing.T, n int) (string, note.Verifier) {
+	dir := t.TempDir()
+	ver := archiveInto(t, n, DirStore{Root: dir})
+	return dir, ver
+}
+
+// archiveInto publishes n events and a dead letter to a fresh stream and
+// archives them all into st.
+func archiveInto(t *testing.T, n int, st Store) note.Verifier {
 	_, nc, js := embednatstest.Start(t)
 	ctx := context.Background()
 	if _, err := tkjs.EnsureStream(ctx, js, tkjs.StreamConfig{Name: "AUDIT", DuplicateWindow: time.Hour}); err != nil {
@@ -84,17 +92,16 @@ func archiveMessages(t *testing.T, n int) (string, note.Verifier) {
 	if err := tkjs.NewPublisher(js, "AUDIT").Publish(ctx, msgs); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
 	sig, ver := keys(t)
-	runArchiver(t, js, nc, dir, sig, uint64(len(msgs)))
-	return dir, ver
+	runArchiver(t, js, nc, st, sig, uint64(len(msgs)))
+	return ver
 }
 
 // runArchiver archives until the archive holds want stream messages.
-func runArchiver(t *testing.T, js jetstream.JetStream, nc *nats.Conn, dir string, sig note.Signer, want uint64) {
+func runArchiver(t *testing.T, js jetstream.JetStream, nc *nats.Conn, st Store, sig note.Signer, want uint64) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := NewArchiver(ctx, Settings{JS: js, NC: nc, Stream: "AUDIT", Store: DirStore{Root: dir}, Signer: sig, Origin: origin,
+	a, err := NewArchiver(ctx, Settings{JS: js, NC: nc, Stream: "AUDIT", Store: st, Signer: sig, Origin: origin,
 		SegmentBytes: 4096, SegmentAge: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +110,7 @@ func runArchiver(t *testing.T, js jetstream.JetStream, nc *nats.Conn, dir string
 	go func() { done <- a.Run(ctx) }()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		a2, err := NewArchiver(context.Background(), Settings{Store: DirStore{Root: dir}, Signer: sig, Origin: origin})
+		a2, err := NewArchiver(context.Background(), Settings{Store: st, Signer: sig, Origin: origin})
 		if err == nil && a2.lastSeq >= want {
 			break
 		}
