@@ -29,7 +29,16 @@ type Config struct {
 	Pipeline   Pipeline   `yaml:"pipeline"`
 	HTTP       HTTP       `yaml:"http"`
 	Archive    Archive    `yaml:"archive"`
+	Correlate  Correlate  `yaml:"correlation"`
 	Sources    []Source   `yaml:"sources"`
+}
+
+// Correlate links events to IaC runs (internal/correlate).
+type Correlate struct {
+	// Bucket is the JetStream KV bucket of the run registry.
+	Bucket string `yaml:"bucket"`
+	// APIToken guards the run registry API (/v1/runs); empty: no API.
+	APIToken Secret `yaml:"api_token"`
 }
 
 // Archive is the tamper-evident archive of the whole stream (sink/worm).
@@ -184,6 +193,7 @@ func Default() *Config {
 		Checkpoint: Checkpoint{Store: "kv", Bucket: "trailkeeper-cursors"},
 		Pipeline:   Pipeline{RetryInitial: time.Second, RetryMax: 5 * time.Minute, ShutdownTimeout: 15 * time.Second},
 		HTTP:       HTTP{Listen: "127.0.0.1:9464"},
+		Correlate:  Correlate{Bucket: "trailkeeper-runs"},
 		Archive:    Archive{SegmentBytes: 64 << 20, SegmentAge: time.Minute, S3: ArchiveS3{Mode: "COMPLIANCE", Retention: 7 * 365 * 24 * time.Hour}},
 	}
 }
@@ -367,6 +377,12 @@ func (c *Config) Validate() error {
 				bad(f.path, "%v", errWithoutPath(err))
 			}
 		}
+	}
+	if !natsName.MatchString(c.Correlate.Bucket) {
+		bad("correlation.bucket", "must be letters, digits, _ or -")
+	}
+	if t := c.Correlate.APIToken; t != "" && len(t) < 16 {
+		bad("correlation.api_token", "must be at least 16 characters")
 	}
 	if c.Archive.Dir != "" && c.Archive.S3.Bucket != "" {
 		bad("archive.s3.bucket", "use archive.dir or archive.s3, not both")

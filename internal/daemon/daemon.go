@@ -26,6 +26,7 @@ import (
 	"github.com/trailkeeper/trailkeeper/collectors/registry"
 	"github.com/trailkeeper/trailkeeper/config"
 	"github.com/trailkeeper/trailkeeper/internal/checkpoint"
+	"github.com/trailkeeper/trailkeeper/internal/correlate"
 	"github.com/trailkeeper/trailkeeper/internal/embednats"
 	"github.com/trailkeeper/trailkeeper/internal/httpapi"
 	"github.com/trailkeeper/trailkeeper/internal/pipeline"
@@ -99,6 +100,15 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 	if cfg.NATS.URL == "" && cfg.NATS.Embedded.SyncAlways {
 		checkpointDelay = 0
 	}
+	runs, err := correlate.OpenRegistry(ctx, js, cfg.Correlate.Bucket)
+	if err != nil {
+		return err
+	}
+	correlator := &correlate.Correlator{Registry: runs, Logger: log}
+	var routes []httpapi.Route
+	if cfg.Correlate.APIToken != "" {
+		routes = append(routes, httpapi.Route{Pattern: "/v1/", Handler: correlate.Handler(runs, string(cfg.Correlate.APIToken), nil)})
+	}
 	health := &tkcollectors.Health{}
 	var pipes []*pipeline.Pipeline
 	for _, src := range cfg.Sources {
@@ -118,6 +128,7 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 				Stream:          st,
 				Store:           store,
 				Sink:            pub,
+				Correlator:      correlator,
 				Logger:          log,
 				Metrics:         metrics,
 				PollInterval:    b.PollInterval,
@@ -157,7 +168,7 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 	}
 	addrs := Addrs{NATS: conn.url}
 	if cfg.HTTP.Listen != "" {
-		srv, err := httpapi.Listen(cfg.HTTP.Listen, httpapi.Handler(reg, ready), log)
+		srv, err := httpapi.Listen(cfg.HTTP.Listen, httpapi.Handler(reg, ready, routes...), log)
 		if err != nil {
 			return err
 		}

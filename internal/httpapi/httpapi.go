@@ -20,9 +20,18 @@ import (
 // integrity check), shown either way.
 type ReadyFunc func() (details []string, err error)
 
+// Route is an extra endpoint tree (the run registry API, say).
+type Route struct {
+	Pattern string // a ServeMux pattern, e.g. "/v1/"
+	Handler http.Handler
+}
+
 // Handler returns the mux of every endpoint.
-func Handler(reg *prometheus.Registry, ready ReadyFunc) http.Handler {
+func Handler(reg *prometheus.Registry, ready ReadyFunc, routes ...Route) http.Handler {
 	mux := http.NewServeMux()
+	for _, r := range routes {
+		mux.Handle(r.Pattern, r.Handler)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	// healthz: the process is alive and serving.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

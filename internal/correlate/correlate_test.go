@@ -1,0 +1,239 @@
+package correlate
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/trailkeeper/trailkeeper/internal/embednats/embednatstest"
+	"github.com/trailkeeper/trailkeeper/internal/ocsfschema"
+	"github.com/trailkeeper/trailkeeper/normalize"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func registry(t *testing.T) *Registry {
+	_, _, js := embednatstest.Start(t)
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jsStreamConfig()); err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenRegistry(ctx, js, "trailkeeper-runs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestTokenFitsEveryChannel(t *testing.T) {
+	tok := Token("github:acme/infra:4711:1")
+	if !regexp.MustCompile(`^[\w+=,.@-]{1,64}$`).MatchString(tok) || strings.ContainsAny(tok, ":/ ") || len(tok) != 18 {
+		t.Errorf("token %q", tok)
+	}
+	if Token("a") == Token("b") {
+		t.Error("tokens collide")
+	}
+	id := AzureCorrelationID("github:acme/infra:4711:1")
+	if !uuidRE.MatchString(id) || id != AzureCorrelationID("github:acme/infra:4711:1") {
+		t.Errorf("correlation id %q", id)
+	}
+	env := Environment("k")
+	if env["TF_APPEND_USER_AGENT"] != "trailkeeper-run/"+Token("k") || env["ARM_CORRELATION_REQUEST_ID"] != AzureCorrelationID("k") {
+		t.Errorf("environment %v", env)
+	}
+}
+
+const (
+	ciRole    = "arn:aws:iam::111122223333:role/gha-deployer"
+	ciSession = "arn:aws:sts::111122223333:assumed-role/gha-deployer/gha-4711"
+)
+
+// ctEvent normalizes a CloudTrail record made by actor ARN, with ua.
+func ctEvent(t *testing.T, id, arn, ua, name string, at time.Time, readOnly bool) *normalize.Event {
+	role := ""
+	if _, rest, ok := strings.Cut(arn, ":assumed-role/"); ok {
+		role, _, _ = strings.Cut(rest, "/")
+	}
+	ident := map[string]any{"type": "AssumedRole", "arn": arn, "accountId": "111122223333", "principalId": "AROAX:s",
+		"sessionContext": map[string]any{"sessionIssuer": map[string]any{"type": "Role", "arn": "arn:aws:iam::111122223333:role/" + role, "userName": role}}}
+	if strings.Contains(arn, ":user/") {
+		ident = map[string]any{"type": "IAMUser", "arn": arn, "accountId": "111122223333", "userName": "alice"}
+	}
+	rec, _ := json.Marshal(map[string]any{
+		"eventVersion": "1.11", "eventID": id, "eventTime": at.UTC().Format(time.RFC3339), "eventSource": "ec2.amazonaws.com",
+		"eventName": name, "awsRegion": "eu-west-1", "sourceIPAddress": "203.0.113.5", "userAgent": ua, "readOnly": readOnly,
+		"userIdentity": ident, "recipientAccountId": "111122223333", "requestParameters": map[string]any{"groupId": "sg-1"},
+	})
+	ev, err := normalize.Normalize(rec, normalize.FormatCloudTrail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+func TestLinks(t *testing.T) {
+	reg := registry(t)
+	ctx := context.Background()
+	start := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	end := start.Add(10 * time.Minute)
+	run := Run{Key: "github:acme/infra:4711:1", Tool: "terraform", Orchestrator: "github", StartedAt: start, FinishedAt: &end,
+		Commit: "abc123", Scope: Scope{Repo: "acme/infra", Workspace: "prod"}, Identities: []string{ciRole}}
+	if err := reg.Put(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	tfUA := "APN/1.0 HashiCorp/1.0 Terraform/1.9.8 (+https://www.terraform.io) terraform-provider-aws/5.80.0 aws-sdk-go-v2/1.32"
+	marked := tfUA + " trailkeeper-run/" + Token(run.Key)
+	at := start.Add(3 * time.Minute)
+	c := &Correlator{Registry: reg, Now: func() time.Time { return end.Add(time.Hour) }}
+	for _, tc := range []struct {
+		name     string
+		ev       *normalize.Event
+		band     string // "" for no link
+		evidence string
+	}{
+		{"marker in the user agent, run's identity", ctEvent(t, "e1", ciSession, marked, "AuthorizeSecurityGroupIngress", at, false), BandAttested, "marker"},
+		{"marker from another identity", ctEvent(t, "e2", "arn:aws:sts::111122223333:assumed-role/other/x", marked, "AuthorizeSecurityGroupIngress", at, false), BandAmbiguous, "possible spoofing"},
+		{"no marker: identity, window and tool", ctEvent(t, "e3", ciSession, tfUA, "AuthorizeSecurityGroupIngress", at, false), BandInferred, "identity is the run's"},
+		{"console edit inside the window", ctEvent(t, "e4", "arn:aws:iam::111122223333:user/alice", "Mozilla/5.0 (console.amazonaws.com)", "AuthorizeSecurityGroupIngress", at, false), BandAmbiguous, "console"},
+		{"read-only call", ctEvent(t, "e5", ciSession, marked, "DescribeSecurityGroups", at, true), "", ""},
+		{"outside every run", ctEvent(t, "e6", ciSession, tfUA, "AuthorizeSecurityGroupIngress", end.Add(time.Hour), false), "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, ok := c.Link(tc.ev.OCSF, c.Now())
+			if tc.band == "" {
+				if ok {
+					t.Fatalf("linked: %+v", l)
+				}
+				return
+			}
+			if !ok || l.Band != tc.band || !strings.Contains(strings.Join(l.Evidence, "; "), tc.evidence) {
+				t.Fatalf("link %+v, want band %s with evidence %q", l, tc.band, tc.evidence)
+			}
+		})
+	}
+
+	// A second run in the same window makes the inferred link ambiguous.
+	run2 := run
+	run2.Key, run2.Commit = "github:acme/infra:4712:1", "def456"
+	_ = reg.Put(ctx, run2)
+	l, _ := c.Link(ctEvent(t, "e7", ciSession, tfUA, "AuthorizeSecurityGroupIngress", at, false).OCSF, c.Now())
+	if l.Band != BandAmbiguous {
+		t.Errorf("two equal runs: band %s", l.Band)
+	}
+}
+
+// TestCorrelateEnrichesValidOCSF: the link lands in the event's JSON as
+// an iac.run enrichment and metadata.correlation_uid, still valid OCSF; an
+// Azure event with the run's correlation id is attested; a run registered
+// after its events re-scores them (no false drift later).
+func TestCorrelateEnrichesValidOCSF(t *testing.T) {
+	reg := registry(t)
+	ctx := context.Background()
+	start := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	run := Run{Key: "hcp:acme/prod:run-abc", Tool: "terraform", Orchestrator: "hcp", StartedAt: start, Markers: []string{"terraform-run-abc123xyz"}}
+	azure, _ := json.Marshal(map[string]any{
+		"eventDataId": "evt-1", "eventTimestamp": start.Add(time.Minute).Format(time.RFC3339), "subscriptionId": "11111111-1111-1111-1111-111111111111",
+		"operationName": map[string]any{"value": "Microsoft.Network/networkSecurityGroups/write"}, "status": map[string]any{"value": "Succeeded"},
+		"correlationId": AzureCorrelationID(run.Key), "caller": "app-1", "resourceId": "/subscriptions/11111111-1111-1111-1111-111111111111/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/nsg",
+		"category": map[string]any{"value": "Administrative"}, "level": "Informational",
+	})
+	azEv, err := normalize.Normalize(azure, normalize.FormatUnknown)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hcpEv := ctEvent(t, "h1", "arn:aws:sts::111122223333:assumed-role/hcp/terraform-run-abc123xyz", "Terraform/1.9", "CreateBucket", start.Add(time.Minute), false)
+	c := &Correlator{Registry: reg, Now: func() time.Time { return start.Add(time.Hour) }}
+	if err := c.Correlate(ctx, []*normalize.Event{azEv, hcpEv}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(azEv.JSON), "iac.run") {
+		t.Fatal("linked before the run was registered")
+	}
+	if err := reg.Put(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Correlate(ctx, []*normalize.Event{azEv, hcpEv}); err != nil {
+		t.Fatal(err)
+	}
+	schema, err := ocsfschema.Load("../ocsfschema/testdata/v1.8.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range []*normalize.Event{azEv, hcpEv} {
+		var out struct {
+			Metadata struct {
+				CorrelationUID string `json:"correlation_uid"`
+			}
+			Enrichments []struct {
+				Name, Value string
+				Data        struct{ Band string }
+			}
+		}
+		_ = json.Unmarshal(ev.JSON, &out)
+		if out.Metadata.CorrelationUID != run.Key || len(out.Enrichments) != 1 || out.Enrichments[0].Data.Band != BandAttested {
+			t.Errorf("%s: %s", ev.UID, ev.JSON)
+		}
+		if errs := schema.Validate(ev.JSON); len(errs) > 0 {
+			t.Errorf("%s: not valid OCSF: %v", ev.UID, errs)
+		}
+	}
+}
+
+func TestAPI(t *testing.T) {
+	reg := registry(t)
+	srv := httptest.NewServer(Handler(reg, "s3cret", nil))
+	defer srv.Close()
+	do := func(method, path, token, body string) (int, map[string]any) {
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	good := `{"run_key":"github:acme/infra:1:1","tool":"terraform","orchestrator":"github","started_at":"2026-11-23T10:00:00Z","identities":["` + ciRole + `"]}`
+	for _, tc := range []struct {
+		name, method, path, token, body string
+		status                          int
+		field                           string
+	}{
+		{"no token", "POST", "/v1/runs", "", good, 401, ""},
+		{"wrong token", "POST", "/v1/runs", "nope", good, 401, ""},
+		{"unknown field", "POST", "/v1/runs", "s3cret", `{"run_key":"k1234567","tool":"terraform","colour":"red"}`, 400, "colour"},
+		{"wrong type", "POST", "/v1/runs", "s3cret", `{"run_key":7}`, 400, "run_key"},
+		{"invalid value", "POST", "/v1/runs", "s3cret", `{"run_key":"k1","tool":"terraform","orchestrator":"jenkins","started_at":"2026-11-23T10:00:00Z"}`, 400, "orchestrator"},
+		{"oversized", "POST", "/v1/runs", "s3cret", `{"run_key":"` + strings.Repeat("x", MaxBody) + `"}`, 413, ""},
+		{"register", "POST", "/v1/runs", "s3cret", good, 201, ""},
+		{"get", "GET", "/v1/runs/github:acme%2Finfra:1:1", "s3cret", "", 200, ""},
+		{"finish, bad status", "POST", "/v1/runs/github:acme%2Finfra:1:1/finish", "s3cret", `{"status":"done"}`, 400, "status"},
+		{"finish", "POST", "/v1/runs/github:acme%2Finfra:1:1/finish", "s3cret", `{"status":"succeeded","finished_at":"2026-11-23T10:05:00Z"}`, 200, ""},
+		{"unknown run", "GET", "/v1/runs/nope", "s3cret", "", 404, "run_key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, out := do(tc.method, tc.path, tc.token, tc.body)
+			if status != tc.status || (tc.field != "" && out["field"] != tc.field) {
+				t.Errorf("%d %v, want %d naming %q", status, out, tc.status, tc.field)
+			}
+		})
+	}
+	run, ok := reg.Get("github:acme/infra:1:1")
+	if !ok || run.Status != "succeeded" || run.FinishedAt == nil {
+		t.Errorf("stored run %+v", run)
+	}
+	if _, out := do("GET", "/v1/runs?since=2026-11-23T00:00:00Z", "s3cret", ""); len(out["runs"].([]any)) != 1 {
+		t.Errorf("list: %v", out)
+	}
+}

@@ -1,0 +1,159 @@
+package correlate
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Registry holds the runs: a JetStream KV bucket (keys are hashes of run
+// keys; run keys may hold characters KV keys may not), with an in-memory
+// index by marker. Every change is also published on iac.runs.<tool>, on
+// the archived stream.
+type Registry struct {
+	js jetstream.JetStream
+	kv jetstream.KeyValue
+
+	mu       sync.RWMutex
+	runs     map[string]*Run   // run key → run
+	byMarker map[string]string // token, Azure correlation id or explicit marker → run key
+}
+
+// OpenRegistry opens (or creates) the bucket and loads every run.
+func OpenRegistry(ctx context.Context, js jetstream.JetStream, bucket string) (*Registry, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, Description: "trailkeeper IaC runs", History: 1})
+	if err != nil {
+		return nil, fmt.Errorf("run registry: %w", err)
+	}
+	r := &Registry{js: js, kv: kv, runs: map[string]*Run{}, byMarker: map[string]string{}}
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for k := range lister.Keys() {
+		e, err := kv.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		var run Run
+		if json.Unmarshal(e.Value(), &run) == nil {
+			r.index(&run)
+		}
+	}
+	return r, nil
+}
+
+func kvKey(runKey string) string { return Token(runKey) }
+
+func (r *Registry) index(run *Run) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.runs[run.Key] = run
+	r.byMarker[Token(run.Key)] = run.Key
+	r.byMarker[AzureCorrelationID(run.Key)] = run.Key
+	for _, m := range run.Markers {
+		r.byMarker[m] = run.Key
+	}
+}
+
+// Put stores a run (new or updated) and publishes it.
+func (r *Registry) Put(ctx context.Context, run Run) error {
+	b, err := json.Marshal(run)
+	if err != nil {
+		return err
+	}
+	if _, err := r.kv.Put(ctx, kvKey(run.Key), b); err != nil {
+		return fmt.Errorf("store run %s: %w", run.Key, err)
+	}
+	// Its id makes a re-sent record a duplicate the stream drops.
+	id := fmt.Sprintf("run:%s:%s:%s", Token(run.Key), run.Status, finished(run))
+	if _, err := r.js.Publish(ctx, "iac.runs."+subjectToken(run.Tool), b, jetstream.WithMsgID(id)); err != nil {
+		return fmt.Errorf("publish run %s: %w", run.Key, err)
+	}
+	r.index(&run)
+	return nil
+}
+
+func finished(run Run) string {
+	if run.FinishedAt == nil {
+		return ""
+	}
+	return run.FinishedAt.UTC().Format(time.RFC3339Nano)
+}
+
+func subjectToken(s string) string {
+	return strings.Map(func(c rune) rune {
+		if c == '.' || c == '*' || c == '>' || c == ' ' {
+			return '_'
+		}
+		return c
+	}, strings.ToLower(s))
+}
+
+// Get returns a run.
+func (r *Registry) Get(key string) (Run, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	run, ok := r.runs[key]
+	if !ok {
+		return Run{}, false
+	}
+	return *run, true
+}
+
+// Since lists the runs started at or after t, oldest first.
+func (r *Registry) Since(t time.Time) []Run {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []Run
+	for _, run := range r.runs {
+		if !run.StartedAt.Before(t) {
+			out = append(out, *run)
+		}
+	}
+	slices.SortFunc(out, func(a, b Run) int { return a.StartedAt.Compare(b.StartedAt) })
+	return out
+}
+
+// byMarkerKey returns the run a marker names.
+func (r *Registry) byMarkerKey(m string) (Run, bool) {
+	r.mu.RLock()
+	key, ok := r.byMarker[m]
+	r.mu.RUnlock()
+	if !ok {
+		return Run{}, false
+	}
+	return r.Get(key)
+}
+
+// markers returns the explicit markers of every run, for the search.
+func (r *Registry) explicitMarkers() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []string
+	for _, run := range r.runs {
+		out = append(out, run.Markers...)
+	}
+	return out
+}
+
+// around returns the runs whose window holds t.
+func (r *Registry) around(t, now time.Time) []Run {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []Run
+	for _, run := range r.runs {
+		from, to := run.window(now)
+		if !t.Before(from) && !t.After(to) {
+			out = append(out, *run)
+		}
+	}
+	slices.SortFunc(out, func(a, b Run) int { return strings.Compare(a.Key, b.Key) })
+	return out
+}

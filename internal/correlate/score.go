@@ -1,0 +1,253 @@
+package correlate
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/trailkeeper/trailkeeper/normalize"
+	"github.com/trailkeeper/trailkeeper/normalize/ocsf"
+)
+
+// Bands of a link's confidence (DESIGN §5).
+const (
+	BandAttested    = "attested"    // ≥ 0.90: an exact marker
+	BandInferred    = "inferred"    // 0.60 – 0.90
+	BandAmbiguous   = "ambiguous"   // 0.30 – 0.60, or two runs within 0.1
+	BandUnexplained = "unexplained" // < 0.30
+)
+
+func band(c float64) string {
+	switch {
+	case c >= 0.90:
+		return BandAttested
+	case c >= 0.60:
+		return BandInferred
+	case c >= 0.30:
+		return BandAmbiguous
+	}
+	return BandUnexplained
+}
+
+// Link is an event's best run, how sure, and why.
+type Link struct {
+	Run        Run
+	Confidence float64
+	Band       string
+	Evidence   []string
+}
+
+// Weights of the inference evidence, combined as noisy-OR.
+const (
+	wIdentity = 0.55
+	wWindow   = 0.35
+	wTool     = 0.25
+	capInfer  = 0.89 // only a marker attests
+	capHuman  = 0.59 // a console session or a human without a marker is never inferred
+)
+
+var uuidRE = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}`)
+
+// Correlator links events to runs; it implements pipeline.Correlator.
+// It never fails a page: an event it cannot link is published unlinked.
+type Correlator struct {
+	Registry *Registry
+	Now      func() time.Time
+	Logger   *slog.Logger
+}
+
+// Correlate implements pipeline.Correlator.
+func (c *Correlator) Correlate(_ context.Context, events []*normalize.Event) error {
+	now := time.Now()
+	if c.Now != nil {
+		now = c.Now()
+	}
+	for _, ev := range events {
+		l, ok := c.Link(ev.OCSF, now)
+		if !ok {
+			continue
+		}
+		attach(ev.OCSF, l)
+		if err := ev.Encode(); err != nil && c.Logger != nil {
+			c.Logger.Warn("re-encoding a correlated event", "uid", ev.UID, "err", err)
+		}
+	}
+	return nil
+}
+
+// changes reports whether an event is a successful change: reads and
+// failed calls change nothing.
+func changes(e *ocsf.Event) bool {
+	return e.ActivityID != 2 && e.StatusID != 2
+}
+
+// Link finds the event's best run.
+func (c *Correlator) Link(e *ocsf.Event, now time.Time) (Link, bool) {
+	if !changes(e) {
+		return Link{}, false
+	}
+	t := time.UnixMilli(e.Time)
+	ids := actorIDs(e)
+	ua := ""
+	if e.HTTPRequest != nil {
+		ua = e.HTTPRequest.UserAgent
+	}
+	human := isHuman(e, ua)
+
+	// Tier 1: an exact marker in the record, used by an identity the run
+	// lists (or a run that lists none).
+	var spoofed []string
+	for _, m := range c.markersIn(e.RawData) {
+		run, ok := c.Registry.byMarkerKey(m)
+		if !ok {
+			continue
+		}
+		if len(run.Identities) > 0 && !matches(run.Identities, ids) {
+			spoofed = append(spoofed, fmt.Sprintf("marker %s of run %s used by %s, which the run does not list: possible spoofing", m, run.Key, strings.Join(ids, ", ")))
+			continue
+		}
+		return Link{Run: run, Confidence: 0.97, Band: BandAttested, Evidence: []string{"marker " + m + " in the record"}}, true
+	}
+
+	// Otherwise inference over the runs whose window holds the event.
+	type cand struct {
+		run Run
+		p   float64
+		ev  []string
+	}
+	var cands []cand
+	for _, run := range c.Registry.around(t, now) {
+		p, evs := 0.0, []string{"inside the run's window"}
+		miss := 1 - wWindow
+		if matches(run.Identities, ids) {
+			miss *= 1 - wIdentity
+			evs = append(evs, "identity is the run's")
+		}
+		if toolAgent(run.Tool, ua, e.RawData) {
+			miss *= 1 - wTool
+			evs = append(evs, "user agent of "+run.Tool)
+		}
+		p = min(1-miss, capInfer)
+		if human {
+			p = min(p, capHuman)
+			evs = append(evs, "a human or console session: not inferred without a marker")
+		}
+		cands = append(cands, cand{run, p, evs})
+	}
+	if len(cands) == 0 {
+		if len(spoofed) > 0 {
+			return Link{Confidence: 0, Band: BandUnexplained, Evidence: spoofed}, true
+		}
+		return Link{}, false
+	}
+	slices.SortStableFunc(cands, func(a, b cand) int {
+		switch {
+		case a.p > b.p:
+			return -1
+		case a.p < b.p:
+			return 1
+		}
+		return 0
+	})
+	best := cands[0]
+	l := Link{Run: best.run, Confidence: round(best.p), Band: band(best.p), Evidence: append(best.ev, spoofed...)}
+	if len(cands) > 1 && best.p-cands[1].p < 0.1 && l.Band != BandUnexplained {
+		l.Band = BandAmbiguous
+		l.Evidence = append(l.Evidence, fmt.Sprintf("run %s scores %.2f too", cands[1].run.Key, round(cands[1].p)))
+	}
+	return l, true
+}
+
+func round(p float64) float64 { return float64(int(p*100+0.5)) / 100 }
+
+// markersIn returns the markers a record holds: run tokens, Azure
+// correlation ids of runs, and explicit markers.
+func (c *Correlator) markersIn(raw string) []string {
+	out := tokenRE.FindAllString(raw, -1)
+	out = append(out, uuidRE.FindAllString(strings.ToLower(raw), -1)...)
+	for _, m := range c.Registry.explicitMarkers() {
+		if strings.Contains(raw, m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// actorIDs are the names the event gives its actor.
+func actorIDs(e *ocsf.Event) []string {
+	var ids []string
+	if a := e.Actor; a != nil {
+		if u := a.User; u != nil {
+			ids = append(ids, u.UID, u.UIDAlt, u.Name, u.EmailAddr)
+		}
+		if s := a.Session; s != nil {
+			ids = append(ids, s.Issuer, s.UID)
+		}
+		ids = append(ids, a.AppUID)
+	}
+	return slices.DeleteFunc(ids, func(s string) bool { return s == "" })
+}
+
+// matches reports whether one of the run's identities names the actor: an
+// exact id, or a role ARN the actor's session was issued by.
+func matches(identities, ids []string) bool {
+	for _, want := range identities {
+		for _, id := range ids {
+			if strings.EqualFold(want, id) || sameRole(want, id) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// sameRole: arn:aws:iam::A:role/R matches arn:aws:sts::A:assumed-role/R/session.
+func sameRole(role, id string) bool {
+	acct, name, ok := strings.Cut(strings.TrimPrefix(role, "arn:aws:iam::"), ":role/")
+	if !ok || strings.Contains(name, "/") {
+		return false
+	}
+	return strings.HasPrefix(id, "arn:aws:sts::"+acct+":assumed-role/"+name+"/")
+}
+
+func toolAgent(tool, ua, raw string) bool {
+	switch tool {
+	case "terraform", "opentofu":
+		return strings.Contains(ua, "Terraform/") || strings.Contains(ua, "OpenTofu")
+	case "pulumi":
+		return strings.Contains(ua, "Pulumi")
+	case "cloudformation":
+		return strings.Contains(raw, "cloudformation.amazonaws.com")
+	}
+	return false
+}
+
+// isHuman: a console session, or a user signed in as a person.
+func isHuman(e *ocsf.Event, ua string) bool {
+	if strings.Contains(ua, "Mozilla/") || strings.Contains(strings.ToLower(ua), "console") {
+		return true
+	}
+	return e.Actor != nil && e.Actor.User != nil && e.Actor.User.Type == "IAMUser" && e.Actor.Session == nil
+}
+
+// attach writes the link into the event: an iac.run enrichment and
+// metadata.correlation_uid.
+func attach(e *ocsf.Event, l Link) {
+	data, _ := json.Marshal(map[string]any{
+		"run_key": l.Run.Key, "confidence": l.Confidence, "band": l.Band, "tool": l.Run.Tool,
+		"commit": l.Run.Commit, "repo": l.Run.Scope.Repo, "workspace": l.Run.Scope.Workspace, "evidence": l.Evidence,
+	})
+	value := l.Run.Key
+	if value == "" {
+		value = l.Band // a spoofed marker and no candidate run
+	}
+	e.Enrichments = append(e.Enrichments, ocsf.Enrichment{Name: "iac.run", Value: value, Data: data, Type: "iac_run", Provider: "trailkeeper"})
+	if l.Run.Key != "" {
+		e.Metadata.CorrelationUID = l.Run.Key
+	}
+}
