@@ -41,6 +41,10 @@ func main() {
 		if errors.Is(err, errSilent) {
 			os.Exit(1) // the command said why on its output
 		}
+		var ee exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code) // exec passes its child's status on
+		}
 		if errors.As(err, &pe) {
 			fmt.Fprintln(os.Stderr, pe.Error())
 			fmt.Fprintf(os.Stderr, "%d problem(s)\n", len(pe))
@@ -58,7 +62,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), validateCmd(), normalizeCmd(), keygenCmd(), verifyCmd(), proveCmd(), fakeAWSCmd(), versionCmd())
+	root.AddCommand(runCmd(), validateCmd(), normalizeCmd(), keygenCmd(), verifyCmd(), proveCmd(), execCmd(), fakeAWSCmd(), versionCmd())
 	return root
 }
 
