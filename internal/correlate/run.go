@@ -125,4 +125,3 @@ func (r *Run) window(now time.Time) (time.Time, time.Time) {
 	}
 	return r.StartedAt.Add(-2 * time.Minute), end.Add(5 * time.Minute)
 }
-
