@@ -39,6 +39,9 @@ type Correlate struct {
 	Bucket string `yaml:"bucket"`
 	// APIToken guards the run registry API (/v1/runs); empty: no API.
 	APIToken Secret `yaml:"api_token"`
+	// HCPWebhookSecret verifies HCP Terraform run notifications
+	// (/v1/webhooks/hcp-terraform); empty: no webhook.
+	HCPWebhookSecret Secret `yaml:"hcp_webhook_secret"`
 }
 
 // Archive is the tamper-evident archive of the whole stream (sink/worm).

@@ -2,6 +2,9 @@ package correlate
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha512"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -235,5 +238,46 @@ func TestAPI(t *testing.T) {
 	}
 	if _, out := do("GET", "/v1/runs?since=2026-11-23T00:00:00Z", "s3cret", ""); len(out["runs"].([]any)) != 1 {
 		t.Errorf("list: %v", out)
+	}
+}
+
+func TestHCPWebhook(t *testing.T) {
+	reg := registry(t)
+	srv := httptest.NewServer(HCPWebhook(reg, "hook-secret"))
+	defer srv.Close()
+	post := func(body, sig string) int {
+		req, _ := http.NewRequest("POST", srv.URL, strings.NewReader(body))
+		if sig != "" {
+			req.Header.Set("X-TFE-Notification-Signature", sig)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	sign := func(body string) string {
+		m := hmac.New(sha512.New, []byte("hook-secret"))
+		m.Write([]byte(body))
+		return hex.EncodeToString(m.Sum(nil))
+	}
+	started := `{"run_id":"run-abc123","workspace_name":"prod","organization_name":"acme","run_created_by":"alice","notifications":[{"trigger":"run:applying","run_status":"applying","run_updated_at":"2026-11-23T10:00:00Z"}]}`
+	done := `{"run_id":"run-abc123","workspace_name":"prod","organization_name":"acme","notifications":[{"trigger":"run:completed","run_status":"applied","run_updated_at":"2026-11-23T10:06:00Z"}]}`
+	if got := post(started, ""); got != 401 {
+		t.Errorf("unsigned: %d", got)
+	}
+	if got := post(started, sign(done)); got != 401 {
+		t.Errorf("signature of another body: %d", got)
+	}
+	if got := post(started, sign(started)); got != 204 {
+		t.Fatalf("signed: %d", got)
+	}
+	if got := post(done, sign(done)); got != 204 {
+		t.Fatalf("signed: %d", got)
+	}
+	run, ok := reg.Get("hcp:prod:run-abc123")
+	if !ok || run.Status != "succeeded" || run.FinishedAt == nil || run.Markers[0] != "terraform-run-abc123" || run.Actor != "alice" {
+		t.Errorf("run %+v", run)
 	}
 }

@@ -109,6 +109,9 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 	if cfg.Correlate.APIToken != "" {
 		routes = append(routes, httpapi.Route{Pattern: "/v1/", Handler: correlate.Handler(runs, string(cfg.Correlate.APIToken), nil)})
 	}
+	if s := cfg.Correlate.HCPWebhookSecret; s != "" {
+		routes = append(routes, httpapi.Route{Pattern: "POST /v1/webhooks/hcp-terraform", Handler: correlate.HCPWebhook(runs, string(s))})
+	}
 	health := &tkcollectors.Health{}
 	var pipes []*pipeline.Pipeline
 	for _, src := range cfg.Sources {
