@@ -42,6 +42,9 @@ type Correlate struct {
 	// HCPWebhookSecret verifies HCP Terraform run notifications
 	// (/v1/webhooks/hcp-terraform); empty: no webhook.
 	HCPWebhookSecret Secret `yaml:"hcp_webhook_secret"`
+	// DriftGrace is how long after a change to an IaC-managed resource the
+	// drift detector waits for its run (runs and events arrive late).
+	DriftGrace time.Duration `yaml:"drift_grace"`
 }
 
 // Archive is the tamper-evident archive of the whole stream (sink/worm).
@@ -196,7 +199,7 @@ func Default() *Config {
 		Checkpoint: Checkpoint{Store: "kv", Bucket: "trailkeeper-cursors"},
 		Pipeline:   Pipeline{RetryInitial: time.Second, RetryMax: 5 * time.Minute, ShutdownTimeout: 15 * time.Second},
 		HTTP:       HTTP{Listen: "127.0.0.1:9464"},
-		Correlate:  Correlate{Bucket: "trailkeeper-runs"},
+		Correlate:  Correlate{Bucket: "trailkeeper-runs", DriftGrace: 30 * time.Minute},
 		Archive:    Archive{SegmentBytes: 64 << 20, SegmentAge: time.Minute, S3: ArchiveS3{Mode: "COMPLIANCE", Retention: 7 * 365 * 24 * time.Hour}},
 	}
 }
@@ -383,6 +386,9 @@ func (c *Config) Validate() error {
 	}
 	if !natsName.MatchString(c.Correlate.Bucket) {
 		bad("correlation.bucket", "must be letters, digits, _ or -")
+	}
+	if c.Correlate.DriftGrace < time.Second || c.Correlate.DriftGrace > 24*time.Hour {
+		bad("correlation.drift_grace", "must be between 1s and 24h")
 	}
 	if t := c.Correlate.APIToken; t != "" && len(t) < 16 {
 		bad("correlation.api_token", "must be at least 16 characters")

@@ -74,6 +74,7 @@ func Handler(reg *Registry, token string, now func() time.Time) http.Handler {
 		}
 		writeJSON(w, run)
 	})
+	mux.HandleFunc("POST /v1/state", stateHandler(reg))
 	mux.HandleFunc("GET /v1/runs/{key}", func(w http.ResponseWriter, r *http.Request) {
 		run, ok := reg.Get(r.PathValue("key"))
 		if !ok {
@@ -130,6 +131,15 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		fail(w, http.StatusBadRequest, err)
 	}
 	return false
+}
+
+// readBody reads a size-limited body, answering the error itself.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		fail(w, http.StatusRequestEntityTooLarge, fmt.Errorf("body over %d bytes", MaxBody))
+	}
+	return b, err
 }
 
 func fail(w http.ResponseWriter, status int, err error) {

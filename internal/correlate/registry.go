@@ -23,6 +23,7 @@ type Registry struct {
 	mu       sync.RWMutex
 	runs     map[string]*Run   // run key → run
 	byMarker map[string]string // token, Azure correlation id or explicit marker → run key
+	managed  map[string]string // lower-cased resource id → workspace
 }
 
 // OpenRegistry opens (or creates) the bucket and loads every run.
@@ -31,7 +32,7 @@ func OpenRegistry(ctx context.Context, js jetstream.JetStream, bucket string) (*
 	if err != nil {
 		return nil, fmt.Errorf("run registry: %w", err)
 	}
-	r := &Registry{js: js, kv: kv, runs: map[string]*Run{}, byMarker: map[string]string{}}
+	r := &Registry{js: js, kv: kv, runs: map[string]*Run{}, byMarker: map[string]string{}, managed: map[string]string{}}
 	lister, err := kv.ListKeys(ctx)
 	if err != nil {
 		return nil, err
@@ -39,6 +40,13 @@ func OpenRegistry(ctx context.Context, js jetstream.JetStream, bucket string) (*
 	for k := range lister.Keys() {
 		e, err := kv.Get(ctx, k)
 		if err != nil {
+			continue
+		}
+		if ws, ids, ok := strings.Cut(string(e.Value()), "\n"); ok && strings.HasPrefix(k, "state.") {
+			var list []string
+			if json.Unmarshal([]byte(ids), &list) == nil {
+				r.indexState(ws, list)
+			}
 			continue
 		}
 		var run Run

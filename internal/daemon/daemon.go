@@ -169,6 +169,8 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 	if archiver != nil {
 		g.Go(func() error { return archiver.Run(gctx) })
 	}
+	detector := &correlate.Detector{JS: js, Stream: cfg.Stream.Name, Correlator: correlator, Sink: pub, Grace: cfg.Correlate.DriftGrace, Logger: log}
+	g.Go(func() error { return detector.Run(gctx) })
 	addrs := Addrs{NATS: conn.url}
 	if cfg.HTTP.Listen != "" {
 		srv, err := httpapi.Listen(cfg.HTTP.Listen, httpapi.Handler(reg, ready, routes...), log)

@@ -1,0 +1,126 @@
+package correlate
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/trailkeeper/trailkeeper/internal/embednats/embednatstest"
+	"github.com/trailkeeper/trailkeeper/internal/ocsfschema"
+	"github.com/trailkeeper/trailkeeper/normalize"
+	"github.com/trailkeeper/trailkeeper/normalize/ocsf"
+	"github.com/trailkeeper/trailkeeper/sink"
+	tkjs "github.com/trailkeeper/trailkeeper/sink/jetstream"
+)
+
+const sgARN = "arn:aws:ec2:eu-west-1:111122223333:security-group/sg-0abc1234"
+
+// onSG makes an event touch the managed security group.
+func onSG(ev *normalize.Event) *normalize.Event {
+	ev.OCSF.Resources = []ocsf.ResourceDetails{{UID: sgARN, Type: "AWS::EC2::SecurityGroup"}}
+	_ = ev.Encode()
+	return ev
+}
+
+// TestDriftScenarios runs the detector on a real stream: a console edit of
+// a managed security group is CLICKOPS; a terraform apply with CI
+// credentials outside any run is IAC_OUT_OF_BAND; an attested run's change
+// and a change whose run is registered late (inside the grace) are not
+// drift; nor is a change to an unmanaged resource.
+func TestDriftScenarios(t *testing.T) {
+	_, _, js := embednatstest.Start(t)
+	ctx := context.Background()
+	if _, err := tkjs.EnsureStream(ctx, js, tkjs.StreamConfig{Name: "AUDIT", DuplicateWindow: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := OpenRegistry(ctx, js, "runs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := `{"values":{"root_module":{"resources":[],"child_modules":[{"resources":[{"address":"module.net.aws_security_group.web","values":{"id":"sg-0abc1234","arn":"` + sgARN + `"}}]}]}}}`
+	ids, err := stateIDs([]byte(state))
+	if err != nil || len(ids) != 2 {
+		t.Fatalf("state ids %v %v", ids, err)
+	}
+	if err := reg.SetState(ctx, "acme/prod", ids); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	attested := Run{Key: "github:acme/infra:1:1", Tool: "terraform", Orchestrator: "github", StartedAt: now.Add(-time.Hour), Identities: []string{ciRole}}
+	_ = reg.Put(ctx, attested)
+	tfUA := "Terraform/1.9.8 terraform-provider-aws/5.80.0"
+	lateKey := "github:acme/infra:2:1"
+	evs := []*normalize.Event{
+		onSG(ctEvent(t, "console", "arn:aws:iam::111122223333:user/alice", "Mozilla/5.0 (console.amazonaws.com)", "AuthorizeSecurityGroupIngress", now.Add(-2*time.Hour), false)),
+		onSG(ctEvent(t, "local-apply", ciSession, tfUA, "RevokeSecurityGroupIngress", now.Add(-3*time.Hour), false)),
+		onSG(ctEvent(t, "attested", ciSession, tfUA+" trailkeeper-run/"+Token(attested.Key), "AuthorizeSecurityGroupIngress", now.Add(-30*time.Minute), false)),
+		onSG(ctEvent(t, "late-run", ciSession, tfUA, "ModifySecurityGroupRules", now, false)),
+		ctEvent(t, "unmanaged", "arn:aws:iam::111122223333:user/alice", "Mozilla/5.0", "CreateBucket", now.Add(-2*time.Hour), false),
+	}
+	pub := tkjs.NewPublisher(js, "AUDIT")
+	var msgs []sink.Message
+	for _, ev := range evs {
+		msgs = append(msgs, sink.Message{Subject: tkjs.EventSubject(ev.Cloud, ev.Account, ev.Service), ID: ev.UID, Data: ev.JSON})
+	}
+	if err := pub.Publish(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	// The late run's record arrives after its event, inside the grace.
+	time.AfterFunc(300*time.Millisecond, func() {
+		_ = reg.Put(ctx, Run{Key: lateKey, Tool: "terraform", Orchestrator: "github", StartedAt: now.Add(-time.Minute), Identities: []string{ciRole}})
+	})
+	runCtx, cancel := context.WithCancel(ctx)
+	d := &Detector{JS: js, Stream: "AUDIT", Correlator: &Correlator{Registry: reg}, Sink: pub, Grace: 2 * time.Second}
+	done := make(chan error, 1)
+	go func() { done <- d.Run(runCtx) }()
+
+	findings := map[string]string{} // event uid → drift type
+	schema, err := ocsfschema.Load("../ocsfschema/testdata/v1.8.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) && len(findings) < 2 {
+		st, _ := js.Stream(ctx, "AUDIT")
+		cons, _ := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"audit.drift.>"}})
+		batch, _ := cons.Fetch(10, jetstream.FetchMaxWait(200*time.Millisecond))
+		for m := range batch.Messages() {
+			var f struct {
+				Metadata struct {
+					CorrelationUID string `json:"correlation_uid"`
+				}
+				FindingInfo struct{ Types []string } `json:"finding_info"`
+			}
+			_ = json.Unmarshal(m.Data(), &f)
+			findings[f.Metadata.CorrelationUID] = f.FindingInfo.Types[0]
+			if errs := schema.Validate(m.Data()); len(errs) > 0 {
+				t.Errorf("finding is not valid OCSF: %v\n%s", errs, m.Data())
+			}
+			if m.Subject() != "audit.drift.aws.111122223333" {
+				t.Errorf("subject %s", m.Subject())
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(3 * time.Second) // past the late run's grace: no finding must come for it
+	cancel()
+	<-done
+	want := map[string]string{"aws:console": DriftClickOps, "aws:local-apply": DriftIaCOutOfBand}
+	for uid, typ := range want {
+		if findings[uid] != typ {
+			t.Errorf("%s: finding %q, want %s (all: %v)", uid, findings[uid], typ, findings)
+		}
+	}
+	st, _ := js.Stream(ctx, "AUDIT")
+	info, _ := st.Info(ctx, jetstream.WithSubjectFilter("audit.drift.>"))
+	n := uint64(0)
+	for _, c := range info.State.Subjects {
+		n += c
+	}
+	if n != 2 {
+		t.Errorf("%d findings on the stream, want 2: %v", n, findings)
+	}
+}
