@@ -75,6 +75,8 @@ func Handler(reg *Registry, token string, now func() time.Time) http.Handler {
 		writeJSON(w, run)
 	})
 	mux.HandleFunc("POST /v1/state", stateHandler(reg))
+	mux.HandleFunc("POST /v1/runs/{key}/plan", runDataHandler(reg, false))
+	mux.HandleFunc("POST /v1/runs/{key}/apply-log", runDataHandler(reg, true))
 	mux.HandleFunc("GET /v1/runs/{key}", func(w http.ResponseWriter, r *http.Request) {
 		run, ok := reg.Get(r.PathValue("key"))
 		if !ok {

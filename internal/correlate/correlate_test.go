@@ -281,3 +281,48 @@ func TestHCPWebhook(t *testing.T) {
 		t.Errorf("run %+v", run)
 	}
 }
+
+// TestPlanAndApplyLogInfer: without markers, a run's plan and apply log
+// make the link inferred (never attested), with the evidence named.
+func TestPlanAndApplyLogInfer(t *testing.T) {
+	reg := registry(t)
+	srv := httptest.NewServer(Handler(reg, "s3cret-s3cret-s3cret", nil))
+	defer srv.Close()
+	post := func(path, body string) int {
+		req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer s3cret-s3cret-s3cret")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	start := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	if s := post("/v1/runs", `{"run_key":"gh-77","tool":"terraform","orchestrator":"github","started_at":"2026-11-23T10:00:00Z"}`); s != 201 {
+		t.Fatalf("register: %d", s)
+	}
+	plan := `{"resource_changes":[{"address":"aws_security_group.web","change":{"actions":["update"],"before":{"id":"sg-0abc1234","arn":"` + sgARN + `"},"after":{"id":"sg-0abc1234"}}},{"address":"aws_s3_bucket.b","change":{"actions":["no-op"]}}]}`
+	if s := post("/v1/runs/gh-77/plan", plan); s != 200 {
+		t.Fatalf("plan: %d", s)
+	}
+	log := `{"@level":"info","@timestamp":"2026-11-23T10:02:00Z","type":"apply_start","hook":{"resource":{"addr":"aws_security_group.web"},"action":"update"}}
+{"@level":"info","@timestamp":"2026-11-23T10:02:09Z","type":"apply_complete","hook":{"resource":{"addr":"aws_security_group.web"},"action":"update","id_value":"sg-0abc1234"}}`
+	if s := post("/v1/runs/gh-77/apply-log", log); s != 200 {
+		t.Fatalf("apply log: %d", s)
+	}
+	if s := post("/v1/runs/gh-77/plan", `[1,2]`); s != 400 {
+		t.Errorf("a bad plan: %d", s)
+	}
+	run, _ := reg.Get("gh-77")
+	if len(run.Plan) != 1 || len(run.Applied) != 1 || run.Applied[0].ID != "sg-0abc1234" {
+		t.Fatalf("run %+v", run)
+	}
+	ev := onSG(ctEvent(t, "p1", "arn:aws:sts::111122223333:assumed-role/oidc/x", "Terraform/1.9.8", "AuthorizeSecurityGroupIngress", start.Add(2*time.Minute+5*time.Second), false))
+	c := &Correlator{Registry: reg, Now: func() time.Time { return start.Add(time.Hour) }}
+	l, ok := c.Link(ev.OCSF, c.Now())
+	ev2 := strings.Join(l.Evidence, "; ")
+	if !ok || l.Band != BandInferred || l.Confidence < 0.85 || l.Confidence >= 0.9 || !strings.Contains(ev2, "plan") || !strings.Contains(ev2, "apply window") {
+		t.Errorf("link %+v", l)
+	}
+}

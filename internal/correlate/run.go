@@ -33,6 +33,9 @@ type Run struct {
 	// (an HCP Terraform session name, say); the run's own token is always
 	// one.
 	Markers []string `json:"markers,omitempty"`
+	// Plan and Applied come from the run's plan and apply log.
+	Plan    []Change  `json:"plan,omitempty"`
+	Applied []Applied `json:"applied,omitempty"`
 }
 
 // Scope is where the run's code lives.

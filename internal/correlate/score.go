@@ -46,6 +46,8 @@ type Link struct {
 const (
 	wIdentity = 0.55
 	wWindow   = 0.35
+	wApply    = 0.45
+	wPlan     = 0.5
 	wTool     = 0.25
 	capInfer  = 0.89 // only a marker attests
 	capHuman  = 0.59 // a console session or a human without a marker is never inferred
@@ -127,6 +129,14 @@ func (c *Correlator) Link(e *ocsf.Event, now time.Time) (Link, bool) {
 		if matches(run.Identities, ids) {
 			miss *= 1 - wIdentity
 			evs = append(evs, "identity is the run's")
+		}
+		if addr, ok := inPlan(run, e); ok {
+			miss *= 1 - wPlan
+			evs = append(evs, "resource in the run's plan ("+addr+")")
+		}
+		if addr, ok := inApplyWindow(run, e, t); ok {
+			miss *= 1 - wApply
+			evs = append(evs, "inside the apply window of "+addr)
 		}
 		if toolAgent(run.Tool, ua, e.RawData) {
 			miss *= 1 - wTool
@@ -250,4 +260,38 @@ func attach(e *ocsf.Event, l Link) {
 	if l.Run.Key != "" {
 		e.Metadata.CorrelationUID = l.Run.Key
 	}
+}
+
+// inPlan: one of the event's resources is a planned change of the run.
+func inPlan(run Run, e *ocsf.Event) (string, bool) {
+	for _, c := range run.Plan {
+		for _, id := range c.IDs {
+			for _, r := range e.Resources {
+				if idMatches(r.UID, id) {
+					return c.Address, true
+				}
+			}
+		}
+	}
+	return "", false
+}
+
+// inApplyWindow: the event falls in the apply window (with a minute of
+// margin) of a resource it touches.
+func inApplyWindow(run Run, e *ocsf.Event, t time.Time) (string, bool) {
+	for _, a := range run.Applied {
+		end := a.End
+		if end.IsZero() {
+			end = a.Start.Add(time.Hour)
+		}
+		if t.Before(a.Start.Add(-time.Minute)) || t.After(end.Add(time.Minute)) {
+			continue
+		}
+		for _, r := range e.Resources {
+			if idMatches(r.UID, a.ID) {
+				return a.Address, true
+			}
+		}
+	}
+	return "", false
 }
