@@ -54,7 +54,10 @@ blocks a deploy. The token comes from --token or TRAILKEEPER_TOKEN.`,
 				fmt.Fprintf(stderr, "trailkeeper: could not register the run (the command runs anyway): %v\n", err)
 			}
 			child := exec.CommandContext(cmd.Context(), args[0], args[1:]...)
-			child.Stdin, child.Stdout, child.Stderr = os.Stdin, cmd.OutOrStdout(), stderr
+			// Output passes through unchanged; a copy (bounded) is kept to
+			// upload Terraform's JSON plan or apply log.
+			captured := &capBuffer{max: correlate.MaxBody}
+			child.Stdin, child.Stdout, child.Stderr = os.Stdin, io.MultiWriter(cmd.OutOrStdout(), captured), stderr
 			child.Env = runEnv(os.Environ(), correlate.Environment(run.Key))
 			err := child.Run()
 			status, code := "succeeded", 0
@@ -65,6 +68,20 @@ blocks a deploy. The token comes from --token or TRAILKEEPER_TOKEN.`,
 			case err != nil:
 				status, code = "failed", 127
 				fmt.Fprintf(stderr, "trailkeeper: %v\n", err)
+			}
+			if out := captured.Bytes(); !captured.over {
+				var path string
+				switch {
+				case bytes.Contains(out, []byte(`"type":"apply_start"`)):
+					path = "/apply-log"
+				case bytes.Contains(out, []byte(`"resource_changes"`)):
+					path = "/plan"
+				}
+				if path != "" {
+					if err := api.postRaw(cmd.Context(), "/v1/runs/"+url.PathEscape(run.Key)+path, out); err != nil {
+						fmt.Fprintf(stderr, "trailkeeper: could not upload the %s: %v\n", strings.TrimPrefix(path, "/"), err)
+					}
+				}
 			}
 			fin := map[string]any{"status": status, "finished_at": time.Now().UTC()}
 			if err := api.post(cmd.Context(), "/v1/runs/"+url.PathEscape(run.Key)+"/finish", fin); err != nil {
@@ -156,6 +173,10 @@ type runAPI struct{ server, token string }
 
 func (a runAPI) post(ctx context.Context, path string, v any) error {
 	body, _ := json.Marshal(v)
+	return a.postRaw(ctx, path, body)
+}
+
+func (a runAPI) postRaw(ctx context.Context, path string, body []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.server+path, bytes.NewReader(body))
@@ -174,4 +195,20 @@ func (a runAPI) post(ctx context.Context, path string, v any) error {
 		return fmt.Errorf("%s: %s %s", path, resp.Status, bytes.TrimSpace(b))
 	}
 	return nil
+}
+
+// capBuffer keeps what is written to it up to max bytes, then only notes
+// that there was more.
+type capBuffer struct {
+	bytes.Buffer
+	max  int
+	over bool
+}
+
+func (c *capBuffer) Write(p []byte) (int, error) {
+	if c.Len()+len(p) > c.max {
+		c.over = true
+		return len(p), nil
+	}
+	return c.Buffer.Write(p)
 }

@@ -30,7 +30,7 @@ func TestExecRegistersRunsAndPassesStatus(t *testing.T) {
 	defer srv.Close()
 
 	key := "github:acme/infra:99:1"
-	script := `echo "UA=$TF_APPEND_USER_AGENT"; echo "AZ=$ARM_CORRELATION_REQUEST_ID"; echo '{"@level":"info","type":"apply_complete","hook":{"resource":{"addr":"aws_s3_bucket.b"},"id_value":"b"}}'; exit 3`
+	script := `echo "UA=$TF_APPEND_USER_AGENT"; echo "AZ=$ARM_CORRELATION_REQUEST_ID"; echo '{"@level":"info","@timestamp":"2026-11-23T10:00:00Z","type":"apply_start","hook":{"resource":{"addr":"aws_s3_bucket.b"}}}'; echo '{"@level":"info","type":"apply_complete","hook":{"resource":{"addr":"aws_s3_bucket.b"},"id_value":"b"}}'; exit 3`
 	cmd := exec.Command(binary, "exec", "--server", srv.URL, "--token", "token-0123456789abcdef", "--run-key", key,
 		"--identity", "arn:aws:iam::111122223333:role/gha", "--", "sh", "-c", script)
 	cmd.Env = append(cmd.Environ(), "TF_APPEND_USER_AGENT=existing/1.0")
@@ -53,6 +53,9 @@ func TestExecRegistersRunsAndPassesStatus(t *testing.T) {
 	run, ok := reg.Get(key)
 	if !ok || run.Status != "failed" || run.FinishedAt == nil || run.Identities[0] != "arn:aws:iam::111122223333:role/gha" {
 		t.Errorf("run %+v", run)
+	}
+	if len(run.Applied) != 1 || run.Applied[0].ID != "b" {
+		t.Errorf("the apply log was not uploaded: %+v", run.Applied)
 	}
 
 	// A server that cannot be reached never blocks the command.
