@@ -132,6 +132,10 @@ func ciRun(env func(string) string, now time.Time) correlate.Run {
 	case env("GITLAB_CI") != "":
 		r.Orchestrator, r.Scope.Repo, r.Commit, r.Actor = "gitlab", env("CI_PROJECT_PATH"), env("CI_COMMIT_SHA"), env("GITLAB_USER_LOGIN")
 		r.Key = fmt.Sprintf("gitlab:%s:%s:%s", env("CI_PROJECT_PATH"), env("CI_PIPELINE_ID"), env("CI_JOB_ID"))
+		if env("CI_PROJECT_ID") != "" && env("CI_PIPELINE_ID") != "" {
+			// The session name GitLab's AWS OIDC examples use.
+			r.Markers = []string{"GitLabRunner-" + env("CI_PROJECT_ID") + "-" + env("CI_PIPELINE_ID")}
+		}
 	case env("TFC_RUN_ID") != "":
 		r.Orchestrator, r.Scope.Workspace = "hcp", env("TFC_WORKSPACE_NAME")
 		r.Key = fmt.Sprintf("hcp:%s:%s", env("TFC_WORKSPACE_NAME"), env("TFC_RUN_ID"))

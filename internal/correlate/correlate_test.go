@@ -326,3 +326,78 @@ func TestPlanAndApplyLogInfer(t *testing.T) {
 		t.Errorf("link %+v", l)
 	}
 }
+
+// TestConfigureAWSCredentialsRunID: the STS call of configure-aws-credentials
+// carries md/run_id#<id>; the access key it issues attests every later call
+// signed with it.
+func TestConfigureAWSCredentialsRunID(t *testing.T) {
+	reg := registry(t)
+	ctx := context.Background()
+	start := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	run := Run{Key: "github:acme/infra:4711:1", Tool: "terraform", Orchestrator: "github", StartedAt: start}
+	if err := reg.Put(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	sts, _ := json.Marshal(map[string]any{
+		"eventVersion": "1.08", "eventID": "sts-1", "eventTime": start.Add(time.Minute).Format(time.RFC3339), "eventSource": "sts.amazonaws.com",
+		"eventName": "AssumeRoleWithWebIdentity", "awsRegion": "eu-west-1", "sourceIPAddress": "203.0.113.5",
+		"userAgent":         "configure-aws-credentials-for-github-actions md/run_id#4711",
+		"userIdentity":      map[string]any{"type": "WebIdentityUser", "principalId": "token.actions.githubusercontent.com:sts.amazonaws.com:repo:acme/infra", "userName": "repo:acme/infra:ref:refs/heads/main", "identityProvider": "token.actions.githubusercontent.com"},
+		"requestParameters": map[string]any{"roleArn": ciRole, "roleSessionName": "GitHubActions"},
+		"responseElements": map[string]any{"credentials": map[string]any{"accessKeyId": "ASIAQRUNKEY00000001", "expiration": "Nov 23, 2026, 11:01:00 AM"},
+			"assumedRoleUser": map[string]any{"arn": "arn:aws:sts::111122223333:assumed-role/gha-deployer/GitHubActions", "assumedRoleId": "AROAX:GitHubActions"}},
+		"recipientAccountId": "111122223333",
+	})
+	stsEv, err := normalize.Normalize(sts, normalize.FormatCloudTrail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	later, _ := json.Marshal(map[string]any{
+		"eventVersion": "1.08", "eventID": "later-1", "eventTime": start.Add(3 * time.Minute).Format(time.RFC3339), "eventSource": "ec2.amazonaws.com",
+		"eventName": "CreateSecurityGroup", "awsRegion": "eu-west-1", "sourceIPAddress": "203.0.113.5", "userAgent": "aws-cli/2",
+		"userIdentity":       map[string]any{"type": "AssumedRole", "arn": "arn:aws:sts::111122223333:assumed-role/gha-deployer/GitHubActions", "accountId": "111122223333", "accessKeyId": "ASIAQRUNKEY00000001"},
+		"recipientAccountId": "111122223333",
+	})
+	laterEv, err := normalize.Normalize(later, normalize.FormatCloudTrail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Correlator{Registry: reg}
+	if err := c.Correlate(ctx, []*normalize.Event{stsEv, laterEv}); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := c.Link(laterEv.OCSF, start.Add(time.Hour))
+	if l.Band != BandAttested || l.Run.Key != run.Key || !strings.Contains(strings.Join(l.Evidence, ""), "ASIAQRUNKEY00000001") {
+		t.Errorf("link %+v", l)
+	}
+}
+
+// TestGCPUserAgentMarker: a GCP apply through Workload Identity carries the
+// token at the end of callerSuppliedUserAgent (Google appends more after
+// it); the run lists the service account.
+func TestGCPUserAgentMarker(t *testing.T) {
+	reg := registry(t)
+	start := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	sa := "deployer@acme-prod.iam.gserviceaccount.com"
+	run := Run{Key: "gitlab:acme/infra:55:66", Tool: "terraform", Orchestrator: "gitlab", StartedAt: start, Identities: []string{sa}}
+	if err := reg.Put(context.Background(), run); err != nil {
+		t.Fatal(err)
+	}
+	entry, _ := json.Marshal(map[string]any{
+		"logName": "projects/acme-prod/logs/cloudaudit.googleapis.com%2Factivity", "insertId": "g1",
+		"timestamp": start.Add(2 * time.Minute).Format(time.RFC3339), "resource": map[string]any{"type": "gce_firewall_rule", "labels": map[string]any{"project_id": "acme-prod"}},
+		"protoPayload": map[string]any{"@type": "type.googleapis.com/google.cloud.audit.AuditLog", "serviceName": "compute.googleapis.com",
+			"methodName": "v1.compute.firewalls.patch", "resourceName": "projects/acme-prod/global/firewalls/allow-web",
+			"authenticationInfo": map[string]any{"principalEmail": sa},
+			"requestMetadata": map[string]any{"callerIp": "203.0.113.7",
+				"callerSuppliedUserAgent": "Terraform/1.9.8 (+https://www.terraform.io) Terraform-Plugin-SDK/2.33.0 terraform-provider-google/6.12.0 trailkeeper-run/" + Token(run.Key) + ",gzip(gfe)"}},
+	})
+	ev, err := normalize.Normalize(entry, normalize.FormatGCPAudit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, ok := (&Correlator{Registry: reg}).Link(ev.OCSF, start.Add(time.Hour))
+	if !ok || l.Band != BandAttested || l.Run.Key != run.Key {
+		t.Errorf("link %+v", l)
+	}
+}

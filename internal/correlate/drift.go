@@ -21,6 +21,9 @@ const (
 	DriftManualCLI         = "MANUAL_CLI"
 	DriftIaCOutOfBand      = "IAC_OUT_OF_BAND"
 	DriftForeignAutomation = "FOREIGN_AUTOMATION"
+	// DriftOutOfPlan: a run's change to a resource its plan does not list
+	// (lower severity: targeted replacements and provider side effects).
+	DriftOutOfPlan = "OUT_OF_PLAN"
 )
 
 // Detector re-examines every successful change to an IaC-managed resource
@@ -82,18 +85,29 @@ func (d *Detector) handle(ctx context.Context, msg jetstream.Msg) error {
 	if err := json.Unmarshal(msg.Data(), &e); err != nil {
 		return msg.Ack() // not an event: nothing to judge
 	}
-	resource, ws, managed := d.managedResource(&e)
-	if !changes(&e) || !managed || automation(&e) {
+	if !changes(&e) || automation(&e) {
 		return msg.Ack()
+	}
+	resource, ws, managed := d.managedResource(&e)
+	if l, ok := d.Correlator.Link(&e, d.Now()); !managed && !(ok && len(l.Run.Plan) > 0 && len(e.Resources) > 0) {
+		return msg.Ack() // neither managed nor made by a run with a plan
 	}
 	if wait := time.UnixMilli(e.Time).Add(d.Grace).Sub(d.Now()); wait > 0 {
 		return msg.NakWithDelay(wait)
 	}
 	l, linked := d.Correlator.Link(&e, d.Now())
-	if linked && l.Confidence >= 0.60 {
+	var f *ocsf.Event
+	switch {
+	case linked && l.Confidence >= 0.60 && len(l.Run.Plan) > 0 && len(e.Resources) > 0:
+		if _, ok := inPlan(l.Run, &e); ok {
+			return msg.Ack() // explained, and planned
+		}
+		f = d.finding(&e, l, e.Resources[0].UID, ws, DriftOutOfPlan)
+	case linked && l.Confidence >= 0.60, !managed:
 		return msg.Ack() // a run explains it
+	default:
+		f = d.finding(&e, l, resource, ws, driftType(&e, l))
 	}
-	f := d.finding(&e, l, resource, ws)
 	data := f.AppendJSON(nil)
 	cloud, account := "", ""
 	if e.Cloud != nil {
@@ -147,18 +161,25 @@ func driftType(e *ocsf.Event, l Link) string {
 }
 
 // finding is the OCSF Detection Finding of an unexplained change.
-func (d *Detector) finding(e *ocsf.Event, l Link, resource, workspace string) *ocsf.Event {
-	typ := driftType(e, l)
+func (d *Detector) finding(e *ocsf.Event, l Link, resource, workspace, typ string) *ocsf.Event {
 	now := d.Now()
-	f := &ocsf.Event{Time: now.UnixMilli(), SeverityID: ocsf.SeverityMedium, Severity: ocsf.SeverityName(ocsf.SeverityMedium)}
+	sev := ocsf.SeverityMedium
+	if typ == DriftOutOfPlan {
+		sev = ocsf.SeverityLow
+	}
+	f := &ocsf.Event{Time: now.UnixMilli(), SeverityID: sev, Severity: ocsf.SeverityName(sev)}
 	f.SetClass(ocsf.ClassDetectionFinding, 1, "Create")
 	op := ""
 	if e.API != nil {
 		op = e.API.Operation
 	}
+	title := fmt.Sprintf("%s: %s on %s, which workspace %s manages, outside any IaC run", typ, op, resource, workspace)
+	if typ == DriftOutOfPlan {
+		title = fmt.Sprintf("%s: run %s made %s on %s, which its plan does not list", typ, l.Run.Key, op, resource)
+	}
 	f.FindingInfo = &ocsf.FindingInfo{
 		UID:   "drift:" + e.Metadata.UID,
-		Title: fmt.Sprintf("%s: %s on %s, which workspace %s manages, outside any IaC run", typ, op, resource, workspace),
+		Title: title,
 		Types: []string{typ}, CreatedTime: now.UnixMilli(),
 	}
 	f.Metadata = ocsf.Metadata{UID: "drift:" + e.Metadata.UID, Version: ocsf.Version,

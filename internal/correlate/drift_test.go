@@ -53,12 +53,19 @@ func TestDriftScenarios(t *testing.T) {
 	_ = reg.Put(ctx, attested)
 	tfUA := "Terraform/1.9.8 terraform-provider-aws/5.80.0"
 	lateKey := "github:acme/infra:2:1"
+	planned := Run{Key: "github:acme/infra:3:1", Tool: "terraform", Orchestrator: "github", StartedAt: now.Add(-time.Hour), Identities: []string{ciRole},
+		Plan: []Change{{Address: "aws_s3_bucket.logs", Actions: []string{"create"}, IDs: []string{"arn:aws:s3:::acme-logs"}}}}
+	_ = reg.Put(ctx, planned)
+	outOfPlan := ctEvent(t, "out-of-plan", ciSession, tfUA+" trailkeeper-run/"+Token(planned.Key), "PutBucketPolicy", now.Add(-20*time.Minute), false)
+	outOfPlan.OCSF.Resources = []ocsf.ResourceDetails{{UID: "arn:aws:s3:::acme-data", Type: "AWS::S3::Bucket"}}
+	_ = outOfPlan.Encode()
 	evs := []*normalize.Event{
 		onSG(ctEvent(t, "console", "arn:aws:iam::111122223333:user/alice", "Mozilla/5.0 (console.amazonaws.com)", "AuthorizeSecurityGroupIngress", now.Add(-2*time.Hour), false)),
 		onSG(ctEvent(t, "local-apply", ciSession, tfUA, "RevokeSecurityGroupIngress", now.Add(-3*time.Hour), false)),
 		onSG(ctEvent(t, "attested", ciSession, tfUA+" trailkeeper-run/"+Token(attested.Key), "AuthorizeSecurityGroupIngress", now.Add(-30*time.Minute), false)),
 		onSG(ctEvent(t, "late-run", ciSession, tfUA, "ModifySecurityGroupRules", now, false)),
 		ctEvent(t, "unmanaged", "arn:aws:iam::111122223333:user/alice", "Mozilla/5.0", "CreateBucket", now.Add(-2*time.Hour), false),
+		outOfPlan,
 	}
 	pub := tkjs.NewPublisher(js, "AUDIT")
 	var msgs []sink.Message
@@ -83,7 +90,7 @@ func TestDriftScenarios(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) && len(findings) < 2 {
+	for time.Now().Before(deadline) && len(findings) < 3 {
 		st, _ := js.Stream(ctx, "AUDIT")
 		cons, _ := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"audit.drift.>"}})
 		batch, _ := cons.Fetch(10, jetstream.FetchMaxWait(200*time.Millisecond))
@@ -108,7 +115,7 @@ func TestDriftScenarios(t *testing.T) {
 	time.Sleep(3 * time.Second) // past the late run's grace: no finding must come for it
 	cancel()
 	<-done
-	want := map[string]string{"aws:console": DriftClickOps, "aws:local-apply": DriftIaCOutOfBand}
+	want := map[string]string{"aws:console": DriftClickOps, "aws:local-apply": DriftIaCOutOfBand, "aws:out-of-plan": DriftOutOfPlan}
 	for uid, typ := range want {
 		if findings[uid] != typ {
 			t.Errorf("%s: finding %q, want %s (all: %v)", uid, findings[uid], typ, findings)
@@ -120,7 +127,7 @@ func TestDriftScenarios(t *testing.T) {
 	for _, c := range info.State.Subjects {
 		n += c
 	}
-	if n != 2 {
-		t.Errorf("%d findings on the stream, want 2: %v", n, findings)
+	if n != 3 {
+		t.Errorf("%d findings on the stream, want 3: %v", n, findings)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/trailkeeper/trailkeeper/normalize"
@@ -61,6 +62,9 @@ type Correlator struct {
 	Registry *Registry
 	Now      func() time.Time
 	Logger   *slog.Logger
+
+	mu   sync.Mutex
+	keys map[string]string // access key id → run key, learned from STS calls
 }
 
 // Correlate implements pipeline.Correlator.
@@ -70,6 +74,7 @@ func (c *Correlator) Correlate(_ context.Context, events []*normalize.Event) err
 		now = c.Now()
 	}
 	for _, ev := range events {
+		c.learnKey(ev.OCSF)
 		l, ok := c.Link(ev.OCSF, now)
 		if !ok {
 			continue
@@ -102,7 +107,10 @@ func (c *Correlator) Link(e *ocsf.Event, now time.Time) (Link, bool) {
 	human := isHuman(e, ua)
 
 	// Tier 1: an exact marker in the record, used by an identity the run
-	// lists (or a run that lists none).
+	// lists (or a run that lists none); or an access key issued to a run.
+	if run, key, ok := c.keyRun(e); ok {
+		return Link{Run: run, Confidence: 0.95, Band: BandAttested, Evidence: []string{"access key " + key + " was issued to the run (configure-aws-credentials md/run_id)"}}, true
+	}
 	var spoofed []string
 	for _, m := range c.markersIn(e.RawData) {
 		run, ok := c.Registry.byMarkerKey(m)
@@ -294,4 +302,51 @@ func inApplyWindow(run Run, e *ocsf.Event, t time.Time) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+var runIDRE = regexp.MustCompile(`md/run_id#(\d+)`)
+
+// learnKey remembers the access key an STS call made by
+// configure-aws-credentials (≥ 6.2, which puts md/run_id#<GitHub run id> in
+// its user agent) issued, when a GitHub run with that id is registered:
+// every later call signed with the key is that run's.
+func (c *Correlator) learnKey(e *ocsf.Event) {
+	if e.HTTPRequest == nil || e.Session == nil || e.Session.CredentialUID == "" {
+		return
+	}
+	m := runIDRE.FindStringSubmatch(e.HTTPRequest.UserAgent)
+	if m == nil {
+		return
+	}
+	for _, run := range c.Registry.Since(time.Time{}) {
+		if run.Orchestrator == "github" && strings.Contains(run.Key, ":"+m[1]+":") {
+			c.mu.Lock()
+			if c.keys == nil {
+				c.keys = map[string]string{}
+			}
+			if len(c.keys) > 100000 {
+				clear(c.keys)
+			}
+			c.keys[e.Session.CredentialUID] = run.Key
+			c.mu.Unlock()
+			return
+		}
+	}
+}
+
+// keyRun returns the run an event's access key was issued to.
+func (c *Correlator) keyRun(e *ocsf.Event) (Run, string, bool) {
+	if e.Actor == nil || e.Actor.User == nil {
+		return Run{}, "", false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, cred := range e.Actor.User.Credentials {
+		if key, ok := c.keys[cred.UID]; ok {
+			if run, ok := c.Registry.Get(key); ok {
+				return run, cred.UID, true
+			}
+		}
+	}
+	return Run{}, "", false
 }
