@@ -240,9 +240,6 @@ func TestFanOutAccountsRegions(t *testing.T) {
 // machine's scheduling jitter), and the fake, enforcing AWS's 2/s itself,
 // refuses none.
 func TestRateLimitHolds(t *testing.T) {
-	if testing.Short() {
-		t.Skip("takes ~10 s of real time")
-	}
 	t.Parallel()
 	clk := newClock()
 	srv, base := fakeAWS(t, clk)
