@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/trailkeeper/trailkeeper/collectors/internal/scan"
 	"github.com/trailkeeper/trailkeeper/config"
 )
 
@@ -96,22 +97,11 @@ func NewAPIConfig() *APIConfig {
 // Validate implements config.SourceConfig.
 func (c *APIConfig) Validate() error {
 	errs := c.Access.validate()
+	errs = append(errs, c.Scan().Validate(90*24*time.Hour, "what the Activity Log keeps")...)
 	for i, s := range c.Subscriptions {
 		if !guidRE.MatchString(s) {
 			errs = append(errs, config.Errorf(fmt.Sprintf("subscriptions[%d]", i), "%q is not a subscription id", s))
 		}
-	}
-	if c.Lag < 0 {
-		errs = append(errs, config.Errorf("lag", "must not be negative"))
-	}
-	if c.Overlap < c.Lag {
-		errs = append(errs, config.Errorf("overlap", "must be at least lag (%s)", c.Lag))
-	}
-	if c.Backfill <= 0 || c.Backfill > 90*24*time.Hour {
-		errs = append(errs, config.Errorf("backfill", "must be more than 0 and at most 90 days (2160h), what the Activity Log keeps"))
-	}
-	if c.Window < time.Minute {
-		errs = append(errs, config.Errorf("window", "must be at least 1m"))
 	}
 	if c.RequestsPerSecond <= 0 || c.RequestsPerSecond > 20 {
 		errs = append(errs, config.Errorf("requests_per_second", "must be more than 0 and at most 20"))
@@ -173,4 +163,9 @@ func (c *BlobConfig) Validate() error {
 		errs = append(errs, config.Errorf("page_size", "must be between 1 and 10000"))
 	}
 	return errors.Join(errs...)
+}
+
+// Scan is the windowed-scan part of the config.
+func (c *APIConfig) Scan() scan.Settings {
+	return scan.Settings{Lag: c.Lag, Overlap: c.Overlap, Backfill: c.Backfill, Window: c.Window}
 }

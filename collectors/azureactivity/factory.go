@@ -86,7 +86,7 @@ func apiStreams(ctx context.Context, set collectors.Settings, cfg *APIConfig, cr
 		}
 		out = append(out, collectors.Stream{Key: key, Collector: &APICollector{
 			client: client, sub: sub,
-			scan: scan.Settings{Lag: cfg.Lag, Overlap: cfg.Overlap, Backfill: cfg.Backfill, Window: cfg.Window},
+			scan: cfg.Scan(),
 			now:  now, log: log.With("stream", key), seen: scan.NewSeen(),
 		}})
 	}

@@ -41,11 +41,9 @@ type APICollector struct {
 // Poll implements collectors.Collector.
 func (c *APICollector) Poll(ctx context.Context, raw []byte) (collectors.Page, error) {
 	now := c.now()
-	cur := scan.New(now, c.scan)
-	if len(raw) > 0 {
-		if err := json.Unmarshal(raw, &cur); err != nil {
-			return collectors.Page{}, fmt.Errorf("decode cursor: %w", err)
-		}
+	cur, err := scan.Load(raw, now, c.scan)
+	if err != nil {
+		return collectors.Page{}, err
 	}
 	if !cur.Begin(now, c.scan) {
 		return collectors.Page{Next: raw}, nil // nothing new yet
@@ -90,8 +88,6 @@ func (c *APICollector) Poll(ctx context.Context, raw []byte) (collectors.Page, e
 // Commit implements collectors.Committer: the page's events are on the
 // stream, so later polls skip them without publishing them again.
 func (c *APICollector) Commit(_ context.Context, next []byte) error {
-	var cur scan.Cursor
-	_ = json.Unmarshal(next, &cur)
-	c.seen.Commit(next, cur.Start.Add(-time.Minute))
+	c.seen.CommitCursor(next)
 	return nil
 }

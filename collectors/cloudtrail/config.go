@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trailkeeper/trailkeeper/collectors/internal/scan"
 	"github.com/trailkeeper/trailkeeper/config"
 )
 
@@ -137,18 +138,7 @@ func NewAPIConfig() *APIConfig {
 // Validate implements config.SourceConfig.
 func (c *APIConfig) Validate() error {
 	errs := c.Access.validate(true)
-	if c.Lag < 0 {
-		errs = append(errs, config.Errorf("lag", "must not be negative"))
-	}
-	if c.Overlap < c.Lag {
-		errs = append(errs, config.Errorf("overlap", "must be at least lag (%s)", c.Lag))
-	}
-	if c.Backfill <= 0 || c.Backfill > 90*24*time.Hour {
-		errs = append(errs, config.Errorf("backfill", "must be more than 0 and at most 90 days (2160h), what LookupEvents keeps"))
-	}
-	if c.Window < time.Minute {
-		errs = append(errs, config.Errorf("window", "must be at least 1m"))
-	}
+	errs = append(errs, c.Scan().Validate(90*24*time.Hour, "what LookupEvents keeps")...)
 	if c.RequestsPerSecond <= 0 || c.RequestsPerSecond > 2 {
 		errs = append(errs, config.Errorf("requests_per_second", "must be more than 0 and at most 2, LookupEvents' limit"))
 	}
@@ -246,4 +236,9 @@ func (c *S3Config) Validate() error {
 		errs = append(errs, config.Errorf("visibility", "must be between 10s and 12h (SQS' range)"))
 	}
 	return errors.Join(errs...)
+}
+
+// Scan is the windowed-scan part of the config.
+func (c *APIConfig) Scan() scan.Settings {
+	return scan.Settings{Lag: c.Lag, Overlap: c.Overlap, Backfill: c.Backfill, Window: c.Window}
 }

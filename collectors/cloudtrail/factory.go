@@ -174,7 +174,7 @@ func APIStreams(ctx context.Context, set collectors.Settings, cfg *APIConfig, ba
 		})
 		out = append(out, collectors.Stream{Key: key, Collector: &APICollector{
 			client: client, account: t.Account, region: t.Region,
-			scan: scan.Settings{Lag: cfg.Lag, Overlap: cfg.Overlap, Backfill: cfg.Backfill, Window: cfg.Window},
+			scan: cfg.Scan(),
 			now:  now, log: log.With("stream", key), seen: scan.NewSeen(),
 		}})
 	}

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/trailkeeper/trailkeeper/collectors/internal/scan"
 	"github.com/trailkeeper/trailkeeper/config"
 )
 
@@ -107,6 +108,7 @@ func NewAPIConfig() *APIConfig {
 // Validate implements config.SourceConfig.
 func (c *APIConfig) Validate() error {
 	errs := c.Access.validate()
+	errs = append(errs, c.Scan().Validate(400*24*time.Hour, "the longest retention")...)
 	if len(c.ResourceNames) == 0 {
 		errs = append(errs, config.Errorf("resource_names", "must list projects/…, folders/…, organizations/… or billingAccounts/…"))
 	}
@@ -125,18 +127,6 @@ func (c *APIConfig) Validate() error {
 		if _, ok := auditLogs[l]; !ok {
 			errs = append(errs, config.Errorf(fmt.Sprintf("logs[%d]", i), "%q is not activity, data_access, system_event or policy", l))
 		}
-	}
-	if c.Lag < 0 {
-		errs = append(errs, config.Errorf("lag", "must not be negative"))
-	}
-	if c.Overlap < c.Lag {
-		errs = append(errs, config.Errorf("overlap", "must be at least lag (%s)", c.Lag))
-	}
-	if c.Backfill <= 0 || c.Backfill > 400*24*time.Hour {
-		errs = append(errs, config.Errorf("backfill", "must be more than 0 and at most 400 days (9600h), the longest retention"))
-	}
-	if c.Window < time.Minute {
-		errs = append(errs, config.Errorf("window", "must be at least 1m"))
 	}
 	if c.PageSize < 1 || c.PageSize > 1000 {
 		errs = append(errs, config.Errorf("page_size", "must be between 1 and 1000"))
@@ -192,4 +182,9 @@ func (c *PubSubConfig) Validate() error {
 		errs = append(errs, config.Errorf("ack_deadline", "must be between 10s and 10m (Pub/Sub's range)"))
 	}
 	return errors.Join(errs...)
+}
+
+// Scan is the windowed-scan part of the config.
+func (c *APIConfig) Scan() scan.Settings {
+	return scan.Settings{Lag: c.Lag, Overlap: c.Overlap, Backfill: c.Backfill, Window: c.Window}
 }

@@ -76,7 +76,7 @@ func apiStreams(ctx context.Context, set collectors.Settings, cfg *APIConfig, qs
 		out = append(out, collectors.Stream{Key: key, Collector: &APICollector{
 			list: apiLister{client}, resources: batch, logNames: logNames, extra: cfg.Filter,
 			pageSize: int32(cfg.PageSize), quota: q, exhausted: exhausted.WithLabelValues(qp),
-			scan: scan.Settings{Lag: cfg.Lag, Overlap: cfg.Overlap, Backfill: cfg.Backfill, Window: cfg.Window},
+			scan: cfg.Scan(),
 			now:  now, log: log.With("stream", key), seen: scan.NewSeen(), closeClient: closeOnce,
 		}})
 	}

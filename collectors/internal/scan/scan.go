@@ -18,8 +18,12 @@
 package scan
 
 import (
+	"encoding/json"
+	"fmt"
 	"sync"
 	"time"
+
+	"github.com/trailkeeper/trailkeeper/config"
 )
 
 // Settings of a windowed scan.
@@ -55,6 +59,36 @@ type Cursor struct {
 // New is the cursor of a first start.
 func New(now time.Time, s Settings) Cursor {
 	return Cursor{Start: now.Add(-s.Backfill), Span: s.Window}
+}
+
+// Load decodes a saved cursor, or returns New's for a first start (raw nil).
+func Load(raw []byte, now time.Time, s Settings) (Cursor, error) {
+	c := New(now, s)
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &c); err != nil {
+			return c, fmt.Errorf("decode cursor: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// Validate checks settings as a collector's config states them (maxBackfill:
+// what the cloud keeps) and returns every problem, by config key.
+func (s Settings) Validate(maxBackfill time.Duration, why string) []error {
+	var errs []error
+	if s.Lag < 0 {
+		errs = append(errs, config.Errorf("lag", "must not be negative"))
+	}
+	if s.Overlap < s.Lag {
+		errs = append(errs, config.Errorf("overlap", "must be at least lag (%s)", s.Lag))
+	}
+	if s.Backfill <= 0 || s.Backfill > maxBackfill {
+		errs = append(errs, config.Errorf("backfill", "must be more than 0 and at most %s, %s", maxBackfill, why))
+	}
+	if s.Window < time.Minute {
+		errs = append(errs, config.Errorf("window", "must be at least 1m"))
+	}
+	return errs
 }
 
 // Begin freezes the next window unless a scan is in progress. It returns
@@ -107,6 +141,14 @@ func earliest(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// CommitCursor is Commit for the page whose next cursor is next: records
+// older than its window's start (less a minute) are forgotten.
+func (s *Seen) CommitCursor(next []byte) {
+	var c Cursor
+	_ = json.Unmarshal(next, &c)
+	s.Commit(next, c.Start.Add(-time.Minute))
 }
 
 // Seen is the set of record ids committed to the stream, and those of
