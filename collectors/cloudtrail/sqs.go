@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/trailkeeper/trailkeeper/collectors"
+	"github.com/trailkeeper/trailkeeper/collectors/internal/lease"
 )
 
 // sqsAPI is the part of the SQS client the notification reader uses.
@@ -48,20 +49,30 @@ type SQSCollector struct {
 
 	mu       sync.Mutex
 	seq      int
-	inflight map[string]*inflightPage // page cursor → its messages
-}
-
-type inflightPage struct {
-	handles []string
-	stop    context.CancelFunc // of the visibility heartbeat
-	done    chan struct{}
+	inflight *lease.Pages // receipt handles of pages not yet committed
 }
 
 func newSQSCollector(cfg *S3Config, client sqsAPI, files *trailFiles, now func() time.Time, log *slog.Logger) *SQSCollector {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
-	return &SQSCollector{client: client, queueURL: cfg.QueueURL, files: files, visibility: cfg.Visibility,
-		now: now, log: log, nonce: hex.EncodeToString(b), inflight: map[string]*inflightPage{}}
+	c := &SQSCollector{client: client, queueURL: cfg.QueueURL, files: files, visibility: cfg.Visibility,
+		now: now, log: log, nonce: hex.EncodeToString(b)}
+	c.inflight = &lease.Pages{Every: cfg.Visibility / 2, Extend: c.extend, OnError: func(err error) {
+		c.log.Warn("could not extend an SQS message's visibility; it may be read twice", "err", err)
+	}}
+	return c
+}
+
+// extend renews the visibility of receipt handles.
+func (c *SQSCollector) extend(ctx context.Context, handles []string) error {
+	var errs []error
+	for _, h := range handles {
+		_, err := c.client.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+			QueueUrl: aws.String(c.queueURL), ReceiptHandle: aws.String(h), VisibilityTimeout: int32(c.visibility / time.Second),
+		})
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // Poll implements collectors.Collector. The cursor only names the page, for
@@ -114,54 +125,17 @@ func (c *SQSCollector) Poll(ctx context.Context, cur []byte) (collectors.Page, e
 	c.mu.Lock()
 	c.seq++
 	page.Next = fmt.Appendf(nil, `{"p":%q,"n":%d}`, c.nonce, c.seq)
-	hb, stop := context.WithCancel(context.WithoutCancel(ctx))
-	ip := &inflightPage{handles: handles, stop: stop, done: make(chan struct{})}
-	c.inflight[string(page.Next)] = ip
 	c.mu.Unlock()
-	go c.heartbeat(hb, ctx, ip)
+	c.inflight.Hold(ctx, page.Next, handles)
 	page.More = true // a full queue is drained without waiting a poll interval
 	return page, nil
-}
-
-// heartbeat keeps the page's messages invisible until Commit (or until the
-// pipeline stops: then they come back to whoever reads next).
-func (c *SQSCollector) heartbeat(hb, pipeline context.Context, ip *inflightPage) {
-	defer close(ip.done)
-	t := time.NewTicker(c.visibility / 2)
-	defer t.Stop()
-	for {
-		select {
-		case <-hb.Done():
-			return
-		case <-pipeline.Done():
-			return
-		case <-t.C:
-			for _, h := range ip.handles {
-				_, err := c.client.ChangeMessageVisibility(hb, &sqs.ChangeMessageVisibilityInput{
-					QueueUrl: aws.String(c.queueURL), ReceiptHandle: aws.String(h), VisibilityTimeout: int32(c.visibility / time.Second),
-				})
-				if err != nil && hb.Err() == nil {
-					c.log.Warn("could not extend an SQS message's visibility; it may be read twice", "err", err)
-				}
-			}
-		}
-	}
 }
 
 // Commit implements collectors.Committer: the page is on the stream, its
 // messages are deleted.
 func (c *SQSCollector) Commit(ctx context.Context, next []byte) error {
-	c.mu.Lock()
-	ip := c.inflight[string(next)]
-	delete(c.inflight, string(next))
-	c.mu.Unlock()
-	if ip == nil {
-		return nil
-	}
-	ip.stop()
-	<-ip.done
 	var errs []error
-	for _, h := range ip.handles {
+	for _, h := range c.inflight.Release(next) {
 		if _, err := c.client.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(c.queueURL), ReceiptHandle: aws.String(h)}); err != nil {
 			errs = append(errs, err)
 		}
@@ -171,14 +145,7 @@ func (c *SQSCollector) Commit(ctx context.Context, next []byte) error {
 
 // Close stops the visibility heartbeats of pages never committed.
 func (c *SQSCollector) Close() error {
-	c.mu.Lock()
-	pages := c.inflight
-	c.inflight = map[string]*inflightPage{}
-	c.mu.Unlock()
-	for _, ip := range pages {
-		ip.stop()
-		<-ip.done
-	}
+	c.inflight.ReleaseAll()
 	return nil
 }
 

@@ -81,6 +81,7 @@ func TestSQSVisibilityExtendedUntilCommit(t *testing.T) {
 	st := sqsStream(t, clk, base, srv, nil)
 	c := st.Collector.(*SQSCollector)
 	c.visibility = 2 * time.Second // below what config allows, to keep the test short
+	c.inflight.Every = time.Second
 	srv.SendMessage("trail-events", s3Event(tr.bucket, key))
 
 	page, err := c.Poll(context.Background(), nil)

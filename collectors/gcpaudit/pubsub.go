@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/trailkeeper/trailkeeper/collectors"
+	"github.com/trailkeeper/trailkeeper/collectors/internal/lease"
 	"github.com/trailkeeper/trailkeeper/normalize"
 )
 
@@ -45,31 +46,28 @@ type PubSubCollector struct {
 	closeClient    func() error
 	nonce          string
 
-	mu          sync.Mutex
-	seq         int
-	outstanding int
-	inflight    map[string]*lease // page cursor → its messages
-}
-
-type lease struct {
-	ackIDs []string
-	stop   context.CancelFunc
-	done   chan struct{}
+	mu       sync.Mutex
+	seq      int
+	inflight *lease.Pages // ack ids of pages not yet committed
 }
 
 func newPubSubCollector(cfg *PubSubConfig, sub subscriber, closeClient func() error, log *slog.Logger) *PubSubCollector {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
-	return &PubSubCollector{sub: sub, name: cfg.Subscription, maxMessages: cfg.MaxMessages, maxOutstanding: cfg.MaxOutstanding,
-		deadline: cfg.AckDeadline, log: log, closeClient: closeClient, nonce: hex.EncodeToString(b), inflight: map[string]*lease{}}
+	c := &PubSubCollector{sub: sub, name: cfg.Subscription, maxMessages: cfg.MaxMessages, maxOutstanding: cfg.MaxOutstanding,
+		deadline: cfg.AckDeadline, log: log, closeClient: closeClient, nonce: hex.EncodeToString(b)}
+	c.inflight = &lease.Pages{Every: cfg.AckDeadline / 2, Extend: func(ctx context.Context, ids []string) error {
+		return c.sub.ModifyAckDeadline(ctx, &pubsubpb.ModifyAckDeadlineRequest{Subscription: c.name, AckIds: ids, AckDeadlineSeconds: int32(c.deadline / time.Second)})
+	}, OnError: func(err error) {
+		c.log.Warn("could not extend Pub/Sub leases; the messages may be delivered twice", "err", err)
+	}}
+	return c
 }
 
 // Poll implements collectors.Collector. The cursor only names the page,
 // for Commit: a subscription has no position to resume from.
 func (c *PubSubCollector) Poll(ctx context.Context, cur []byte) (collectors.Page, error) {
-	c.mu.Lock()
-	room := min(c.maxMessages, c.maxOutstanding-c.outstanding)
-	c.mu.Unlock()
+	room := min(c.maxMessages, c.maxOutstanding-c.inflight.Outstanding())
 	if room <= 0 {
 		return collectors.Page{Next: cur}, nil // wait for commits
 	}
@@ -86,66 +84,27 @@ func (c *PubSubCollector) Poll(ctx context.Context, cur []byte) (collectors.Page
 		return collectors.Page{Next: cur}, nil
 	}
 	var page collectors.Page
-	l := &lease{done: make(chan struct{})}
+	var ackIDs []string
 	for _, m := range resp.ReceivedMessages {
-		l.ackIDs = append(l.ackIDs, m.AckId)
+		ackIDs = append(ackIDs, m.AckId)
 		page.Records = append(page.Records, collectors.Record{
 			Raw: m.GetMessage().GetData(), Format: normalize.FormatGCPAudit,
 			Origin: "pubsub " + c.name + " " + m.GetMessage().GetMessageId(),
 		})
 	}
-	hb, stop := context.WithCancel(context.WithoutCancel(ctx))
-	l.stop = stop
 	c.mu.Lock()
 	c.seq++
 	page.Next = fmt.Appendf(nil, `{"p":%q,"n":%d}`, c.nonce, c.seq)
-	c.inflight[string(page.Next)] = l
-	c.outstanding += len(l.ackIDs)
 	c.mu.Unlock()
-	go c.extend(hb, ctx, l)
+	c.inflight.Hold(ctx, page.Next, ackIDs)
 	page.More = true
 	return page, nil
 }
 
-// extend keeps the messages leased until Commit, or until the pipeline
-// stops (then Pub/Sub delivers them again).
-func (c *PubSubCollector) extend(hb, pipeline context.Context, l *lease) {
-	defer close(l.done)
-	t := time.NewTicker(c.deadline / 2)
-	defer t.Stop()
-	for {
-		select {
-		case <-hb.Done():
-			return
-		case <-pipeline.Done():
-			return
-		case <-t.C:
-			err := c.sub.ModifyAckDeadline(hb, &pubsubpb.ModifyAckDeadlineRequest{
-				Subscription: c.name, AckIds: l.ackIDs, AckDeadlineSeconds: int32(c.deadline / time.Second),
-			})
-			if err != nil && hb.Err() == nil {
-				c.log.Warn("could not extend Pub/Sub leases; the messages may be delivered twice", "err", err)
-			}
-		}
-	}
-}
-
 // Commit implements collectors.Committer: acknowledge the page's messages.
 func (c *PubSubCollector) Commit(ctx context.Context, next []byte) error {
-	c.mu.Lock()
-	l := c.inflight[string(next)]
-	delete(c.inflight, string(next))
-	if l != nil {
-		c.outstanding -= len(l.ackIDs)
-	}
-	c.mu.Unlock()
-	if l == nil {
-		return nil
-	}
-	l.stop()
-	<-l.done
 	var errs []error
-	for ids := l.ackIDs; len(ids) > 0; {
+	for ids := c.inflight.Release(next); len(ids) > 0; {
 		n := min(len(ids), 1000)
 		if err := c.sub.Acknowledge(ctx, &pubsubpb.AcknowledgeRequest{Subscription: c.name, AckIds: ids[:n]}); err != nil {
 			errs = append(errs, err)
@@ -159,16 +118,10 @@ func (c *PubSubCollector) Commit(ctx context.Context, next []byte) error {
 // messages are delivered again at once rather than after their deadline,
 // and closes the client.
 func (c *PubSubCollector) Close() error {
-	c.mu.Lock()
-	pages := c.inflight
-	c.inflight = map[string]*lease{}
-	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	for _, l := range pages {
-		l.stop()
-		<-l.done
-		_ = c.sub.ModifyAckDeadline(ctx, &pubsubpb.ModifyAckDeadlineRequest{Subscription: c.name, AckIds: l.ackIDs, AckDeadlineSeconds: 0})
+	for _, ids := range c.inflight.ReleaseAll() {
+		_ = c.sub.ModifyAckDeadline(ctx, &pubsubpb.ModifyAckDeadlineRequest{Subscription: c.name, AckIds: ids, AckDeadlineSeconds: 0})
 	}
 	return c.closeClient()
 }
