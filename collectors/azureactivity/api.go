@@ -2,7 +2,6 @@ package azureactivity
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -89,21 +88,18 @@ func (c *APICollector) Poll(ctx context.Context, raw []byte) (collectors.Page, e
 	if page.NextLink != nil && *page.NextLink != "" {
 		next = "nextLink" // kept in memory by the pager; the cursor only counts pages
 	}
-	out.More = cur.Page(next, now, c.scan)
+	out.Next, out.More = c.seen.Finish(&cur, next, now, c.scan, recs)
 	if next == "" {
 		c.pager = nil
 	} else {
 		c.pagerFor = cur
 	}
-	out.Next, _ = json.Marshal(cur)
-	c.seen.Pending(out.Next, recs)
 	return out, nil
 }
 
 // Commit implements collectors.Committer.
-func (c *APICollector) Commit(_ context.Context, next []byte) error {
-	c.seen.CommitCursor(next)
-	return nil
+func (c *APICollector) Commit(ctx context.Context, next []byte) error {
+	return c.seen.Commit(ctx, next)
 }
 
 func deref(s *string) string {

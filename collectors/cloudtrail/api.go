@@ -79,15 +79,12 @@ func (c *APICollector) Poll(ctx context.Context, raw []byte) (collectors.Page, e
 		})
 		recs = append(recs, scan.Rec{ID: id, Time: aws.ToTime(e.EventTime)})
 	}
-	page.More = cur.Page(aws.ToString(out.NextToken), now, c.scan)
-	page.Next, _ = json.Marshal(cur)
-	c.seen.Pending(page.Next, recs)
+	page.Next, page.More = c.seen.Finish(&cur, aws.ToString(out.NextToken), now, c.scan, recs)
 	return page, nil
 }
 
 // Commit implements collectors.Committer: the page's events are on the
 // stream, so later polls skip them without publishing them again.
-func (c *APICollector) Commit(_ context.Context, next []byte) error {
-	c.seen.CommitCursor(next)
-	return nil
+func (c *APICollector) Commit(ctx context.Context, next []byte) error {
+	return c.seen.Commit(ctx, next)
 }

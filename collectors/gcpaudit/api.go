@@ -138,16 +138,13 @@ func (c *APICollector) Poll(ctx context.Context, raw []byte) (collectors.Page, e
 		page.Records = append(page.Records, entryRecord(e, "entries.list "+e.LogName))
 		recs = append(recs, scan.Rec{ID: id, Time: e.GetTimestamp().AsTime()})
 	}
-	page.More = cur.Page(resp.NextPageToken, now, c.scan)
-	page.Next, _ = json.Marshal(cur)
-	c.seen.Pending(page.Next, recs)
+	page.Next, page.More = c.seen.Finish(&cur, resp.NextPageToken, now, c.scan, recs)
 	return page, nil
 }
 
 // Commit implements collectors.Committer.
-func (c *APICollector) Commit(_ context.Context, next []byte) error {
-	c.seen.CommitCursor(next)
-	return nil
+func (c *APICollector) Commit(ctx context.Context, next []byte) error {
+	return c.seen.Commit(ctx, next)
 }
 
 // entryRecord is a LogEntry as Cloud Logging exports it (protojson: camel

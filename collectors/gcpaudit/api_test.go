@@ -135,11 +135,18 @@ func TestProjectsKeepIndependentCursors(t *testing.T) {
 	}
 	da := collectortest.Drain(t, st[0].Collector, nil)
 	assertIDs(t, ids(t, da.Records), a)
-	// A new entry in alpha only moves alpha; bravo's cursor is its own.
 	db := collectortest.Drain(t, st[1].Collector, nil)
 	assertIDs(t, ids(t, db.Records), b)
-	if string(da.Cursor) == string(db.Cursor) && len(da.Records) == len(db.Records) {
-		t.Error("the two streams share a cursor")
+	// A new entry in alpha: alpha's next poll reads it, bravo's reads
+	// nothing; each resumes from its own cursor.
+	clk.Add(2 * time.Minute)
+	fresh := entry("alpha-project", "alpha-new", clk.Now().Add(-90*time.Second))
+	srv.Add(fresh)
+	if got := ids(t, collectortest.Drain(t, st[0].Collector, da.Cursor).Records); !slices.Equal(got, []string{"alpha-new"}) {
+		t.Errorf("alpha read %v, want its new entry", got)
+	}
+	if got := collectortest.Drain(t, st[1].Collector, db.Cursor).Records; len(got) != 0 {
+		t.Errorf("bravo read %d records of alpha's", len(got))
 	}
 
 	// Batched: one request and one cursor for both.
@@ -153,7 +160,7 @@ func TestProjectsKeepIndependentCursors(t *testing.T) {
 		t.Fatalf("batched streams: %v", st2)
 	}
 	d := collectortest.Drain(t, st2[0].Collector, nil)
-	assertIDs(t, ids(t, d.Records), append(a, b...))
+	assertIDs(t, ids(t, d.Records), append(append(a, b...), fresh))
 }
 
 // TestRestartAndNonAuditThroughTheStream: a stopped poller resumes from

@@ -13,26 +13,35 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
 	"github.com/trailkeeper/trailkeeper/internal/embednats/embednatstest"
 	"github.com/trailkeeper/trailkeeper/internal/ocsfschema"
 	"github.com/trailkeeper/trailkeeper/normalize"
+	tkjs "github.com/trailkeeper/trailkeeper/sink/jetstream"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// registry is a run registry on a fresh embedded JetStream with the
+// AUDIT stream.
 func registry(t *testing.T) *Registry {
+	r, _ := registryOn(t)
+	return r
+}
+
+func registryOn(t *testing.T) (*Registry, jetstream.JetStream) {
 	_, _, js := embednatstest.Start(t)
 	ctx := context.Background()
-	if _, err := js.CreateStream(ctx, jsStreamConfig()); err != nil {
+	if _, err := tkjs.EnsureStream(ctx, js, tkjs.StreamConfig{Name: "AUDIT", DuplicateWindow: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	r, err := OpenRegistry(ctx, js, "trailkeeper-runs")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r
+	return r, js
 }
 
 func TestTokenFitsEveryChannel(t *testing.T) {

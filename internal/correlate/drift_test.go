@@ -8,7 +8,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/trailkeeper/trailkeeper/internal/embednats/embednatstest"
 	"github.com/trailkeeper/trailkeeper/internal/ocsfschema"
 	"github.com/trailkeeper/trailkeeper/normalize"
 	"github.com/trailkeeper/trailkeeper/normalize/ocsf"
@@ -31,15 +30,8 @@ func onSG(ev *normalize.Event) *normalize.Event {
 // and a change whose run is registered late (inside the grace) are not
 // drift; nor is a change to an unmanaged resource.
 func TestDriftScenarios(t *testing.T) {
-	_, _, js := embednatstest.Start(t)
+	reg, js := registryOn(t)
 	ctx := context.Background()
-	if _, err := tkjs.EnsureStream(ctx, js, tkjs.StreamConfig{Name: "AUDIT", DuplicateWindow: time.Hour}); err != nil {
-		t.Fatal(err)
-	}
-	reg, err := OpenRegistry(ctx, js, "runs")
-	if err != nil {
-		t.Fatal(err)
-	}
 	state := `{"values":{"root_module":{"resources":[],"child_modules":[{"resources":[{"address":"module.net.aws_security_group.web","values":{"id":"sg-0abc1234","arn":"` + sgARN + `"}}]}]}}}`
 	ids, err := stateIDs([]byte(state))
 	if err != nil || len(ids) != 2 {

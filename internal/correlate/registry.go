@@ -24,6 +24,7 @@ type Registry struct {
 	runs     map[string]*Run   // run key → run
 	byMarker map[string]string // token, Azure correlation id or explicit marker → run key
 	managed  map[string]string // lower-cased resource id → workspace
+	explicit []string          // every run's explicit markers, searched in each record
 }
 
 // OpenRegistry opens (or creates) the bucket and loads every run.
@@ -66,6 +67,10 @@ func (r *Registry) index(run *Run) {
 	r.byMarker[Token(run.Key)] = run.Key
 	r.byMarker[AzureCorrelationID(run.Key)] = run.Key
 	for _, m := range run.Markers {
+		if _, known := r.byMarker[m]; !known {
+			// A new slice: markersIn reads the old one without the lock.
+			r.explicit = append(slices.Clip(r.explicit), m)
+		}
 		r.byMarker[m] = run.Key
 	}
 }
@@ -140,15 +145,12 @@ func (r *Registry) byMarkerKey(m string) (Run, bool) {
 	return r.Get(key)
 }
 
-// markers returns the explicit markers of every run, for the search.
+// explicitMarkers returns the explicit markers of every run, for the
+// search; kept up to date by index, not rebuilt per event.
 func (r *Registry) explicitMarkers() []string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	var out []string
-	for _, run := range r.runs {
-		out = append(out, run.Markers...)
-	}
-	return out
+	return r.explicit
 }
 
 // around returns the runs whose window holds t.

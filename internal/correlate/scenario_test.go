@@ -14,7 +14,6 @@ import (
 	"github.com/trailkeeper/trailkeeper/collectors/files"
 	"github.com/trailkeeper/trailkeeper/config"
 	"github.com/trailkeeper/trailkeeper/internal/checkpoint"
-	"github.com/trailkeeper/trailkeeper/internal/embednats/embednatstest"
 	"github.com/trailkeeper/trailkeeper/internal/pipeline"
 	tkjs "github.com/trailkeeper/trailkeeper/sink/jetstream"
 )
@@ -25,15 +24,8 @@ import (
 // the embedded JetStream; the apply's events arrive attested, the console
 // edit unlinked, reads untouched.
 func TestScenarioThroughTheDaemonPath(t *testing.T) {
-	_, _, js := embednatstest.Start(t)
+	reg, js := registryOn(t)
 	ctx := context.Background()
-	if _, err := tkjs.EnsureStream(ctx, js, tkjs.StreamConfig{Name: "AUDIT", DuplicateWindow: time.Hour}); err != nil {
-		t.Fatal(err)
-	}
-	reg, err := OpenRegistry(ctx, js, "runs")
-	if err != nil {
-		t.Fatal(err)
-	}
 	start := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
 	run := Run{Key: "github:acme/infra:8080:1", Tool: "terraform", Orchestrator: "github", StartedAt: start, Identities: []string{ciRole}}
 	if err := reg.Put(ctx, run); err != nil {

@@ -54,7 +54,7 @@ const (
 	capHuman  = 0.59 // a console session or a human without a marker is never inferred
 )
 
-var uuidRE = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}`)
+var uuidRE = regexp.MustCompile(`(?i)[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}`)
 
 // Correlator links events to runs; it implements pipeline.Correlator.
 // It never fails a page: an event it cannot link is published unlinked.
@@ -187,7 +187,9 @@ func round(p float64) float64 { return float64(int(p*100+0.5)) / 100 }
 // correlation ids of runs, and explicit markers.
 func (c *Correlator) markersIn(raw string) []string {
 	out := tokenRE.FindAllString(raw, -1)
-	out = append(out, uuidRE.FindAllString(strings.ToLower(raw), -1)...)
+	for _, u := range uuidRE.FindAllString(raw, -1) {
+		out = append(out, strings.ToLower(u)) // the registry keys them lower case
+	}
 	for _, m := range c.Registry.explicitMarkers() {
 		if strings.Contains(raw, m) {
 			out = append(out, m)

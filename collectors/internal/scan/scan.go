@@ -18,6 +18,7 @@
 package scan
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -143,12 +144,25 @@ func earliest(a, b time.Time) time.Time {
 	return a
 }
 
-// CommitCursor is Commit for the page whose next cursor is next: records
-// older than its window's start (less a minute) are forgotten.
-func (s *Seen) CommitCursor(next []byte) {
+// Finish ends a poll: the cursor takes the page's next-page token (""
+// at the end of a scan, see Cursor.Page), is encoded as the page's Next,
+// and the page's records wait for their commit. more is Cursor.Page's.
+func (s *Seen) Finish(cur *Cursor, token string, now time.Time, set Settings, recs []Rec) (next []byte, more bool) {
+	more = cur.Page(token, now, set)
+	next, _ = json.Marshal(cur)
+	s.Pending(next, recs)
+	return next, more
+}
+
+// Commit implements collectors.Committer for the pollers: the page's
+// records are on the stream, so later polls skip them; those older than
+// its window's start (less a minute) are forgotten, since only the
+// overlap brings a record back.
+func (s *Seen) Commit(_ context.Context, next []byte) error {
 	var c Cursor
 	_ = json.Unmarshal(next, &c)
-	s.Commit(next, c.Start.Add(-time.Minute))
+	s.commit(next, c.Start.Add(-time.Minute))
+	return nil
 }
 
 // Seen is the set of record ids committed to the stream, and those of
@@ -189,9 +203,9 @@ func (s *Seen) Pending(next []byte, recs []Rec) {
 	s.pending[string(next)] = recs
 }
 
-// Commit moves the page's records into the set, and forgets those older
+// commit moves the page's records into the set, and forgets those older
 // than before: only the overlap can bring a record back.
-func (s *Seen) Commit(next []byte, before time.Time) {
+func (s *Seen) commit(next []byte, before time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range s.pending[string(next)] {

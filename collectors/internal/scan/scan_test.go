@@ -69,9 +69,9 @@ func TestSeen(t *testing.T) {
 	if s.Has("a") {
 		t.Fatal("pending counted as committed")
 	}
-	s.Commit([]byte("p1"), t0.Add(-time.Minute))
+	s.commit([]byte("p1"), t0.Add(-time.Minute))
 	if !s.Has("a") || s.Has("b") {
 		t.Errorf("after commit: a %v b %v (b is older than the overlap)", s.Has("a"), s.Has("b"))
 	}
-	s.Commit([]byte("unknown"), t0.Add(-time.Minute)) // a page never seen: no-op
+	s.commit([]byte("unknown"), t0.Add(-time.Minute)) // a page never seen: no-op
 }
