@@ -101,6 +101,25 @@ blocks a deploy. The token comes from --token or TRAILKEEPER_TOKEN.`,
 	return c
 }
 
+func runTokenCmd() *cobra.Command {
+	var runKey string
+	c := &cobra.Command{
+		Use:   "run-token [--run-key K]",
+		Short: "Print the marker token of the run (its key from the CI environment unless --run-key): the AWS role session name or source identity to use",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			key := runKey
+			if key == "" {
+				key = ciRun(os.Getenv, time.Now()).Key
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), correlate.Token(key))
+			return nil
+		},
+	}
+	c.Flags().StringVar(&runKey, "run-key", "", "the run's key (default: from the CI environment)")
+	return c
+}
+
 // runEnv adds the run's markers to env; a user agent already appended to
 // is kept, the marker added after it.
 func runEnv(env []string, markers map[string]string) []string {

@@ -58,6 +58,16 @@ func TestExecRegistersRunsAndPassesStatus(t *testing.T) {
 		t.Errorf("the apply log was not uploaded: %+v", run.Applied)
 	}
 
+	// run-token prints the same token, for the session name of an earlier step.
+	if b, err := exec.Command(binary, "run-token", "--run-key", key).Output(); err != nil || strings.TrimSpace(string(b)) != tok {
+		t.Errorf("run-token: %q %v, want %s", b, err, tok)
+	}
+	gh := exec.Command(binary, "run-token")
+	gh.Env = append(cmd.Environ(), "GITHUB_RUN_ID=99", "GITHUB_REPOSITORY=acme/infra", "GITHUB_RUN_ATTEMPT=1")
+	if b, err := gh.Output(); err != nil || strings.TrimSpace(string(b)) != tok {
+		t.Errorf("run-token from the GitHub environment: %q %v, want %s", b, err, tok)
+	}
+
 	// A server that cannot be reached never blocks the command.
 	cmd = exec.Command(binary, "exec", "--server", "http://127.0.0.1:1", "--run-key", "k-unreachable", "--", "true")
 	if b, err := cmd.CombinedOutput(); err != nil {
