@@ -30,7 +30,21 @@ type Config struct {
 	HTTP       HTTP       `yaml:"http"`
 	Archive    Archive    `yaml:"archive"`
 	Correlate  Correlate  `yaml:"correlation"`
+	Index      Index      `yaml:"index"`
 	Sources    []Source   `yaml:"sources"`
+}
+
+// Index is the on-call change index behind the query API, the CLI's
+// who-changed, timeline and drift, and the web page (internal/index).
+type Index struct {
+	// Disabled turns the index, the query API and the web page off.
+	Disabled bool `yaml:"disabled"`
+	// Path of the SQLite database; default <data_dir>/index.db. It is a
+	// cache of the stream and the archive: delete it and it is rebuilt.
+	Path FilePath `yaml:"path"`
+	// Retention drops changes older than this from the index (not from
+	// the stream or the archive); 0 keeps everything.
+	Retention time.Duration `yaml:"retention"`
 }
 
 // Correlate links events to IaC runs (internal/correlate).
@@ -148,6 +162,10 @@ type Pipeline struct {
 // HTTP configures the metrics and health endpoint.
 type HTTP struct {
 	Listen string `yaml:"listen"` // empty disables it
+	// APIToken guards the query API and the web page. It is required when
+	// Listen is not a loopback address: who changed what is sensitive.
+	// The run registry's write API has its own, correlation.api_token.
+	APIToken Secret `yaml:"api_token"`
 }
 
 // SourceBase is what every source has. Collector configs embed it inline.
@@ -443,9 +461,17 @@ func (c *Config) Validate() error {
 		bad("pipeline.shutdown_timeout", "must be positive")
 	}
 	if c.HTTP.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+		if host, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
 			bad("http.listen", "must be host:port, not %q", c.HTTP.Listen)
+		} else if !c.Index.Disabled && c.HTTP.APIToken == "" && !Loopback(host) {
+			bad("http.api_token", "required when http.listen (%s) is not a loopback address: the query API and web page show who changed what", c.HTTP.Listen)
 		}
+	}
+	if t := c.HTTP.APIToken; t != "" && len(t) < 16 {
+		bad("http.api_token", "must be at least 16 characters")
+	}
+	if c.Index.Retention < 0 || c.Index.Retention > 0 && c.Index.Retention < time.Hour {
+		bad("index.retention", "must be 0 (keep everything) or at least 1h")
 	}
 	names := map[string]int{}
 	for i, s := range c.Sources {
@@ -515,4 +541,22 @@ func resolvePaths(v reflect.Value, base string) {
 			}
 		}
 	}
+}
+
+// Loopback reports whether host (of a listen address) only accepts
+// connections from this machine.
+func Loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// IndexPath is where the change index lives.
+func (c *Config) IndexPath() string {
+	if c.Index.Path != "" {
+		return string(c.Index.Path)
+	}
+	return filepath.Join(string(c.DataDir), "index.db")
 }

@@ -274,10 +274,20 @@ func attach(e *ocsf.Event, l Link) {
 
 // inPlan: one of the event's resources is a planned change of the run.
 func inPlan(run Run, e *ocsf.Event) (string, bool) {
-	for _, c := range run.Plan {
+	uids := make([]string, len(e.Resources))
+	for i, r := range e.Resources {
+		uids[i] = r.UID
+	}
+	return run.Planned(uids)
+}
+
+// Planned returns the address of the run's planned change that names one
+// of the resource uids (the same id, or an ARN or path ending in it).
+func (r *Run) Planned(uids []string) (string, bool) {
+	for _, c := range r.Plan {
 		for _, id := range c.IDs {
-			for _, r := range e.Resources {
-				if idMatches(r.UID, id) {
+			for _, u := range uids {
+				if idMatches(u, id) {
 					return c.Address, true
 				}
 			}

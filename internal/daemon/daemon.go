@@ -29,6 +29,7 @@ import (
 	"github.com/trailkeeper/trailkeeper/internal/correlate"
 	"github.com/trailkeeper/trailkeeper/internal/embednats"
 	"github.com/trailkeeper/trailkeeper/internal/httpapi"
+	"github.com/trailkeeper/trailkeeper/internal/index"
 	"github.com/trailkeeper/trailkeeper/internal/pipeline"
 	"github.com/trailkeeper/trailkeeper/normalize"
 	"github.com/trailkeeper/trailkeeper/sink/jetstream"
@@ -68,13 +69,14 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	if _, err := jetstream.EnsureStream(ctx, js, jetstream.StreamConfig{
+	stream, err := jetstream.EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name:            cfg.Stream.Name,
 		DuplicateWindow: cfg.Stream.DuplicateWindow,
 		MaxAge:          cfg.Stream.MaxAge,
 		MaxBytes:        cfg.Stream.MaxBytes,
 		Replicas:        cfg.Stream.Replicas,
-	}); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	store, err := openStore(ctx, cfg, js)
@@ -159,15 +161,30 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 	}
 
 	var archiver *worm.Archiver
+	var archive worm.Store
 	if cfg.Archive.Dir != "" || cfg.Archive.S3.Bucket != "" {
-		if archiver, err = openArchive(ctx, cfg, js, conn.nc, log); err != nil {
+		if archiver, archive, err = openArchive(ctx, cfg, js, conn.nc, log); err != nil {
 			return err
 		}
+	}
+	var follower *index.Follower
+	if !cfg.Index.Disabled {
+		ix, err := index.Open(ctx, cfg.IndexPath())
+		if err != nil {
+			return err
+		}
+		defer ix.Close()
+		follower = &index.Follower{Index: ix, JS: js, Stream: cfg.Stream.Name, Archive: archive, Retention: cfg.Index.Retention, Logger: log}
+		q := &httpapi.Query{Index: ix, Runs: runs, Events: stream, Archive: archive, Token: string(cfg.HTTP.APIToken)}
+		routes = append(routes, q.Routes()...)
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	if archiver != nil {
 		g.Go(func() error { return archiver.Run(gctx) })
+	}
+	if follower != nil {
+		g.Go(func() error { return follower.Run(gctx) })
 	}
 	detector := &correlate.Detector{JS: js, Stream: cfg.Stream.Name, Correlator: correlator, Sink: pub, Grace: cfg.Correlate.DriftGrace, Logger: log}
 	g.Go(func() error { return detector.Run(gctx) })
@@ -201,7 +218,7 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 
 // openArchive loads (or, the first time, creates) the signing key and the
 // archive's state.
-func openArchive(ctx context.Context, cfg *config.Config, js natsjs.JetStream, nc *nats.Conn, log *slog.Logger) (*worm.Archiver, error) {
+func openArchive(ctx context.Context, cfg *config.Config, js natsjs.JetStream, nc *nats.Conn, log *slog.Logger) (*worm.Archiver, worm.Store, error) {
 	a := cfg.Archive
 	var signer note.Signer
 	var err error
@@ -213,7 +230,7 @@ func openArchive(ctx context.Context, cfg *config.Config, js natsjs.JetStream, n
 	default:
 		path := filepath.Join(string(cfg.DataDir), "archive.key")
 		if err = os.MkdirAll(string(cfg.DataDir), 0o755); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		var vkey string
 		var created bool
@@ -223,26 +240,27 @@ func openArchive(ctx context.Context, cfg *config.Config, js natsjs.JetStream, n
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("archive key: %w", err)
+		return nil, nil, fmt.Errorf("archive key: %w", err)
 	}
 	var store worm.Store = worm.DirStore{Root: string(a.Dir)}
 	if a.S3.Bucket != "" {
 		s3s, err := worm.NewS3Store(ctx, worm.S3Settings{Bucket: a.S3.Bucket, Prefix: a.S3.Prefix, Region: a.S3.Region,
 			EndpointURL: a.S3.EndpointURL, Mode: a.S3.Mode, Retention: a.S3.Retention})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := s3s.CheckLock(ctx, a.S3.AllowUnlocked); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		store = s3s
 	} else if err := os.MkdirAll(string(a.Dir), 0o755); err != nil {
-		return nil, fmt.Errorf("archive: %w", err)
+		return nil, nil, fmt.Errorf("archive: %w", err)
 	}
-	return worm.NewArchiver(ctx, worm.Settings{
+	arch, err := worm.NewArchiver(ctx, worm.Settings{
 		JS: js, NC: nc, Stream: cfg.Stream.Name, Store: store,
 		Signer: signer, Origin: signer.Name(), SegmentBytes: a.SegmentBytes, SegmentAge: a.SegmentAge, Logger: log,
 	})
+	return arch, store, err
 }
 
 func openStore(ctx context.Context, cfg *config.Config, js natsjs.JetStream) (checkpoint.Store, error) {

@@ -38,17 +38,7 @@ func open(t testing.TB) *index.Index {
 
 func apply(t testing.TB, ix *index.Index, msgs []sink.Message, firstSeq uint64) {
 	t.Helper()
-	for len(msgs) > 0 {
-		n := min(len(msgs), 1000)
-		batch := make([]index.Msg, n)
-		for i, m := range msgs[:n] {
-			batch[i] = index.Msg{Seq: firstSeq + uint64(i), Subject: m.Subject, Data: m.Data}
-		}
-		if err := ix.Apply(context.Background(), batch); err != nil {
-			t.Fatal(err)
-		}
-		msgs, firstSeq = msgs[n:], firstSeq+uint64(n)
-	}
+	indextest.Apply(t, ix, msgs, firstSeq)
 }
 
 // want lists the corpus's changes that pass keep, in the order a query

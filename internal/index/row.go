@@ -252,7 +252,11 @@ func actorOf(e *ocsf.Event) (id, name, typ string) {
 		return id, name, typ
 	}
 	if a.AppUID != "" || a.AppName != "" {
-		return first(a.AppUID, a.AppName), a.AppName, "app"
+		id := first(a.AppUID, a.AppName)
+		if a.AppName != id {
+			name = a.AppName
+		}
+		return id, name, "app"
 	}
 	return "", "", ""
 }

@@ -5,10 +5,13 @@
 package indextest
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"testing"
 	"time"
 
+	"github.com/trailkeeper/trailkeeper/internal/index"
 	"github.com/trailkeeper/trailkeeper/normalize/ocsf"
 	"github.com/trailkeeper/trailkeeper/sink"
 	"github.com/trailkeeper/trailkeeper/sink/jetstream"
@@ -177,4 +180,20 @@ func Messages(from, to, n int) []sink.Message {
 		}
 	}
 	return out
+}
+
+// Apply indexes msgs as stream sequences firstSeq, firstSeq+1, …
+func Apply(tb testing.TB, ix *index.Index, msgs []sink.Message, firstSeq uint64) {
+	tb.Helper()
+	for len(msgs) > 0 {
+		n := min(len(msgs), 1000)
+		batch := make([]index.Msg, n)
+		for i, m := range msgs[:n] {
+			batch[i] = index.Msg{Seq: firstSeq + uint64(i), Subject: m.Subject, Data: m.Data}
+		}
+		if err := ix.Apply(context.Background(), batch); err != nil {
+			tb.Fatal(err)
+		}
+		msgs, firstSeq = msgs[n:], firstSeq+uint64(n)
+	}
 }
