@@ -94,9 +94,18 @@ func verifyCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				var p worm.Proof
-				if err := json.Unmarshal(b, &p); err != nil {
+				// A proof from prove, or an event from show --json (or
+				// the API's /v1/events/{uid}) that carries one.
+				var v struct {
+					worm.Proof
+					Nested *worm.Proof `json:"archive_proof"`
+				}
+				if err := json.Unmarshal(b, &v); err != nil {
 					return fmt.Errorf("%s: %w", proof, err)
+				}
+				p := v.Proof
+				if v.Nested != nil {
+					p = *v.Nested
 				}
 				if err := worm.CheckProof(p, ver, ""); err != nil {
 					return err
@@ -140,7 +149,7 @@ func verifyCmd() *cobra.Command {
 	c.Flags().StringVar(&archive, "archive", "", "the archive folder")
 	c.Flags().StringVar(&key, "key", "", "verifier key, or a file holding it")
 	c.Flags().StringVar(&anchor, "anchor", "", "a checkpoint kept outside the archive, which it must contain")
-	c.Flags().StringVar(&proof, "proof", "", "check this proof (from prove) instead of an archive")
+	c.Flags().StringVar(&proof, "proof", "", "check this proof (from prove, or show --json) instead of an archive")
 	c.Flags().BoolVar(&asJSON, "json", false, "one JSON report")
 	_ = c.MarkFlagRequired("key")
 	return c

@@ -23,6 +23,7 @@ import (
 	"github.com/trailkeeper/trailkeeper/collectors/registry"
 	"github.com/trailkeeper/trailkeeper/config"
 	"github.com/trailkeeper/trailkeeper/internal/daemon"
+	"github.com/trailkeeper/trailkeeper/internal/httpapi"
 	"github.com/trailkeeper/trailkeeper/normalize"
 )
 
@@ -62,7 +63,8 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), validateCmd(), normalizeCmd(), keygenCmd(), verifyCmd(), proveCmd(), execCmd(), runTokenCmd(), fakeAWSCmd(), versionCmd())
+	root.AddCommand(runCmd(), validateCmd(), normalizeCmd(), keygenCmd(), verifyCmd(), proveCmd(), execCmd(), runTokenCmd(), fakeAWSCmd(), versionCmd(),
+		whoChangedCmd(), timelineCmd(), driftCmd(), showCmd(), reindexCmd())
 	return root
 }
 
@@ -78,6 +80,7 @@ func runCmd() *cobra.Command {
 				return err
 			}
 			log := newLogger(cfg.Log, os.Stderr)
+			httpapi.Version, _, _ = buildInfo()
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return daemon.Run(ctx, cfg, daemon.Settings{Logger: log, Registry: registry.Default})
@@ -205,21 +208,28 @@ func versionCmd() *cobra.Command {
 		Short: "Print version and build information",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
-			v, c, goVersion := version, commit, "unknown"
-			if bi, ok := debug.ReadBuildInfo(); ok {
-				goVersion = bi.GoVersion
-				if v == "" {
-					v = bi.Main.Version
-				}
-				for _, s := range bi.Settings {
-					if s.Key == "vcs.revision" && c == "" {
-						c = s.Value
-					}
-				}
-			}
+			v, c, goVersion := buildInfo()
 			fmt.Fprintf(cmd.OutOrStdout(), "trailkeeper %s\ncommit %s\n%s\nOCSF %s\n", v, c, goVersion, normalize.OCSFVersion)
 		},
 	}
+}
+
+// buildInfo is the version (-ldflags, else the module's), the commit and
+// the Go version.
+func buildInfo() (v, c, goVersion string) {
+	v, c, goVersion = version, commit, "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		goVersion = bi.GoVersion
+		if v == "" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && c == "" {
+				c = s.Value
+			}
+		}
+	}
+	return v, c, goVersion
 }
 
 func newLogger(c config.Log, w io.Writer) *slog.Logger {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"github.com/trailkeeper/trailkeeper/collectors"
 	"github.com/trailkeeper/trailkeeper/collectors/files"
 	"github.com/trailkeeper/trailkeeper/config"
+	"github.com/trailkeeper/trailkeeper/internal/index"
 	"github.com/trailkeeper/trailkeeper/internal/pipeline"
 	"github.com/trailkeeper/trailkeeper/normalize"
 	"github.com/trailkeeper/trailkeeper/sink/worm"
@@ -258,12 +260,17 @@ sources:
 	restarted := time.Now()
 
 	second := start()
-	defer func() {
-		second.Process.Signal(syscall.SIGTERM)
-		if err := second.Wait(); err != nil {
-			t.Errorf("graceful stop: %v\n%s", err, logs.String())
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			second.Process.Signal(syscall.SIGTERM)
+			if err := second.Wait(); err != nil {
+				t.Errorf("graceful stop: %v\n%s", err, logs.String())
+			}
 		}
-	}()
+	}
+	defer stop()
 	nc, js = connect(t, url)
 	defer nc.Close()
 	deadline = time.Now().Add(120 * time.Second)
@@ -286,6 +293,7 @@ sources:
 		t.Fatal(err)
 	}
 	got := map[string]int{}
+	events := 0
 	total := streamMsgs(js)
 	for read := uint64(0); read < total; {
 		batch, err := cons.Fetch(int(min(1000, total-read)), jetstream.FetchMaxWait(5*time.Second))
@@ -295,6 +303,9 @@ sources:
 		for m := range batch.Messages() {
 			got[m.Headers().Get("Nats-Msg-Id")]++
 			read++
+			if !strings.HasPrefix(m.Subject(), "audit.deadletter.") {
+				events++
+			}
 		}
 		if batch.Error() != nil {
 			t.Fatal(batch.Error())
@@ -318,6 +329,75 @@ sources:
 		t.Errorf("stream holds %d messages, want %d", total, len(want))
 	}
 	checkArchive(t, filepath.Join(work, "archive"), filepath.Join(work, "data", "archive.key.pub"), total)
+
+	// The change index was killed twice mid-stream too: once the daemon
+	// has caught up and stopped, it holds every event once, and a rebuild
+	// from the archive holds the same.
+	indexPath := filepath.Join(work, "data", "index.db")
+	waitIndexed(t, indexPath, total)
+	nc.Close()
+	stop()
+	followed := indexUIDs(t, indexPath)
+	if len(followed) != events {
+		t.Errorf("the index holds %d changes, the stream %d events", len(followed), events)
+	}
+	out, err := exec.Command(binary, "reindex", "--config", cfgFile, "--from-archive").CombinedOutput()
+	if err != nil {
+		t.Fatalf("reindex: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
+	if rebuilt := indexUIDs(t, indexPath); !slices.Equal(rebuilt, followed) {
+		t.Errorf("reindex from the archive: %d changes, the followed index %d", len(rebuilt), len(followed))
+	}
+}
+
+// waitIndexed waits until the index at path has applied seq.
+func waitIndexed(t *testing.T, path string, seq uint64) {
+	t.Helper()
+	ix, err := index.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		last, err := ix.LastSeq(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last >= seq {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the index reached seq %d of %d", last, seq)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// indexUIDs lists an index's changes, oldest first.
+func indexUIDs(t *testing.T, path string) []string {
+	t.Helper()
+	ix, err := index.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	var out []string
+	q := index.Query{Ascending: true, Limit: 1000}
+	for {
+		p, err := ix.Changes(context.Background(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range p.Items {
+			out = append(out, c.UID)
+		}
+		if p.Next == "" {
+			return out
+		}
+		q.Cursor = p.Next
+	}
 }
 
 // Records that cannot be mapped are reported on stderr and counted; the

@@ -216,6 +216,63 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 	return err
 }
 
+// Reindex rebuilds the change index from the stream, and from the archive
+// for what the stream no longer holds (or, with fromArchive, for all the
+// archive holds), into a new file that replaces the old one when done.
+// The daemon must be stopped: it holds the index (and, embedded, the
+// stream's store).
+func Reindex(ctx context.Context, cfg *config.Config, fromArchive bool, log *slog.Logger) (index.Stats, error) {
+	conn, err := connect(ctx, cfg, log)
+	if err != nil {
+		return index.Stats{}, err
+	}
+	defer conn.close(log)
+	js, err := natsjs.New(conn.nc)
+	if err != nil {
+		return index.Stats{}, fmt.Errorf("jetstream: %w", err)
+	}
+	var archive worm.Store
+	if cfg.Archive.Dir != "" || cfg.Archive.S3.Bucket != "" {
+		if archive, err = openArchiveStore(ctx, cfg); err != nil {
+			return index.Stats{}, err
+		}
+	} else if fromArchive {
+		return index.Stats{}, errors.New("no archive is configured")
+	}
+	path := cfg.IndexPath()
+	tmp := path + ".rebuild"
+	if err := index.Remove(tmp); err != nil {
+		return index.Stats{}, err
+	}
+	ix, err := index.Open(ctx, tmp)
+	if err != nil {
+		return index.Stats{}, err
+	}
+	f := &index.Follower{Index: ix, JS: js, Stream: cfg.Stream.Name, Consumer: "INDEX-REBUILD", Archive: archive, FromArchive: fromArchive, Logger: log}
+	err = f.CatchUp(ctx)
+	var st index.Stats
+	if err == nil {
+		st, err = ix.Stats(ctx)
+	}
+	if cerr := ix.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return index.Stats{}, err
+	}
+	if err := index.Remove(path); err != nil {
+		return index.Stats{}, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return index.Stats{}, fmt.Errorf("index: %w", err)
+	}
+	st.Bytes = 0
+	if fi, err := os.Stat(path); err == nil {
+		st.Bytes = fi.Size()
+	}
+	return st, nil
+}
+
 // openArchive loads (or, the first time, creates) the signing key and the
 // archive's state.
 func openArchive(ctx context.Context, cfg *config.Config, js natsjs.JetStream, nc *nats.Conn, log *slog.Logger) (*worm.Archiver, worm.Store, error) {
@@ -242,25 +299,35 @@ func openArchive(ctx context.Context, cfg *config.Config, js natsjs.JetStream, n
 	if err != nil {
 		return nil, nil, fmt.Errorf("archive key: %w", err)
 	}
-	var store worm.Store = worm.DirStore{Root: string(a.Dir)}
-	if a.S3.Bucket != "" {
-		s3s, err := worm.NewS3Store(ctx, worm.S3Settings{Bucket: a.S3.Bucket, Prefix: a.S3.Prefix, Region: a.S3.Region,
-			EndpointURL: a.S3.EndpointURL, Mode: a.S3.Mode, Retention: a.S3.Retention})
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := s3s.CheckLock(ctx, a.S3.AllowUnlocked); err != nil {
-			return nil, nil, err
-		}
-		store = s3s
-	} else if err := os.MkdirAll(string(a.Dir), 0o755); err != nil {
-		return nil, nil, fmt.Errorf("archive: %w", err)
+	store, err := openArchiveStore(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
 	}
 	arch, err := worm.NewArchiver(ctx, worm.Settings{
 		JS: js, NC: nc, Stream: cfg.Stream.Name, Store: store,
 		Signer: signer, Origin: signer.Name(), SegmentBytes: a.SegmentBytes, SegmentAge: a.SegmentAge, Logger: log,
 	})
 	return arch, store, err
+}
+
+// openArchiveStore opens the configured archive's backend.
+func openArchiveStore(ctx context.Context, cfg *config.Config) (worm.Store, error) {
+	a := cfg.Archive
+	if a.S3.Bucket != "" {
+		s3s, err := worm.NewS3Store(ctx, worm.S3Settings{Bucket: a.S3.Bucket, Prefix: a.S3.Prefix, Region: a.S3.Region,
+			EndpointURL: a.S3.EndpointURL, Mode: a.S3.Mode, Retention: a.S3.Retention})
+		if err != nil {
+			return nil, err
+		}
+		if err := s3s.CheckLock(ctx, a.S3.AllowUnlocked); err != nil {
+			return nil, err
+		}
+		return s3s, nil
+	}
+	if err := os.MkdirAll(string(a.Dir), 0o755); err != nil {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	return worm.DirStore{Root: string(a.Dir)}, nil
 }
 
 func openStore(ctx context.Context, cfg *config.Config, js natsjs.JetStream) (checkpoint.Store, error) {

@@ -190,7 +190,9 @@ func TestRunAPI(t *testing.T) {
 	for _, c := range v.Changes.Items {
 		got = append(got, c.UID)
 		planned := slices.Contains(env.Planned, c.Resources[0].UID)
-		if wantOOP := !planned && c.Mutating && c.Outcome == "success"; c.OutOfPlan != wantOOP {
+		// Out of plan: by the run's plan now, or by a drift finding.
+		found := slices.ContainsFunc(c.Drift, func(d index.DriftRef) bool { return d.Type == "OUT_OF_PLAN" })
+		if wantOOP := !planned && c.Mutating && c.Outcome == "success" || found; c.OutOfPlan != wantOOP {
 			t.Errorf("%s (%s, planned %v): out_of_plan %v", c.UID, c.Action, planned, c.OutOfPlan)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"time"
 
@@ -36,6 +37,9 @@ type Follower struct {
 	Now       func() time.Time
 	// Batch is how many messages one transaction applies (default 1000).
 	Batch int
+	// FromArchive reads everything the archive holds from there, even
+	// what the stream still has (a rebuild that checks the archive).
+	FromArchive bool
 }
 
 func (f *Follower) defaults() {
@@ -74,7 +78,11 @@ func (f *Follower) run(ctx context.Context, once bool) error {
 	if err != nil {
 		return fmt.Errorf("index: stream %s: %w", f.Stream, err)
 	}
-	if err := f.syncArchive(ctx, si.State.FirstSeq); err != nil {
+	below := si.State.FirstSeq
+	if f.FromArchive {
+		below = math.MaxUint64
+	}
+	if err := f.syncArchive(ctx, below); err != nil {
 		return err
 	}
 	last, err := f.Index.LastSeq(ctx)

@@ -33,6 +33,8 @@ type Env struct {
 	Index    *index.Index
 	Archive  worm.Store
 	Verifier note.Verifier
+	// VerifierKey is the verifier key's text (for verify --key).
+	VerifierKey string
 	Query    *httpapi.Query
 	// RunKey names the registered run with a plan: its planned resources
 	// are Planned; its other changes are out of plan.
@@ -78,7 +80,7 @@ func Start(t testing.TB, n int, token string) *Env {
 		t.Fatal(err)
 	}
 	// Run 1's plan lists the resources of its first three changes.
-	env := &Env{Token: token, N: n, Index: ix, Archive: store, Verifier: verifier, RunKey: "gh:org/infra:1"}
+	env := &Env{Token: token, N: n, Index: ix, Archive: store, Verifier: verifier, VerifierKey: verifierKey, RunKey: "gh:org/infra:1"}
 	var plan []correlate.Change
 	for i := 1000; i < 1030 && i < n; i += 10 {
 		c := indextest.At(i, n)

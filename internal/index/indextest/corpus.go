@@ -84,7 +84,7 @@ func At(i, n int) Change {
 	} else {
 		c.Actor, c.Session = principal(c, fmt.Sprintf("user%04d", i%2000), false), ""
 	}
-	if c.Mutating && !c.Failed && i%100 == 3 {
+	if c.Mutating && !c.Failed && (i%100 == 3 || i%1000 == 500) {
 		c.Drift = "drift:" + c.UID
 	}
 	return c
