@@ -51,6 +51,14 @@ CREATE INDEX IF NOT EXISTS changes_time ON changes(time, seq);
 CREATE INDEX IF NOT EXISTS changes_run ON changes(run_key, time, seq) WHERE run_key <> '';
 CREATE INDEX IF NOT EXISTS changes_actor ON changes(actor, time);
 CREATE INDEX IF NOT EXISTS changes_actor_name ON changes(actor_name, time);
+-- Every principal and the names it acted under: an actor search resolves
+-- here first, so that the change list walks one actor's time index.
+CREATE TABLE IF NOT EXISTS actors (
+	actor TEXT NOT NULL COLLATE NOCASE,
+	name  TEXT NOT NULL COLLATE NOCASE,
+	PRIMARY KEY (actor, name)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS actors_name ON actors(name);
 -- One row per resource of a change: exact and prefix lookups, newest first.
 CREATE TABLE IF NOT EXISTS res (
 	rid  TEXT NOT NULL,                     -- lower-cased id

@@ -125,21 +125,28 @@ func (ix *Index) Changes(ctx context.Context, q Query) (Page[Change], error) {
 	var where []string
 	var args []any
 	add := func(cond string, a ...any) { where = append(where, cond); args = append(args, a...) }
+	// A resource search drives the query from its matches (few, as a
+	// rule), not from a scan of every change in time order.
+	from := `changes c`
 	if r := strings.TrimSpace(q.Resource); r != "" {
 		lr := strings.ToLower(r)
 		sub := `SELECT seq FROM res WHERE rid >= ? AND rid < ?`
-		a := []any{lr, lr + "\U0010FFFF"}
-		if len([]rune(r)) >= 3 {
+		args = append(args, lr, lr+"\U0010FFFF")
+		if fragment(r) {
 			sub += ` UNION SELECT rowid FROM res_fts WHERE res_fts MATCH ?`
-			a = append(a, `"`+strings.ReplaceAll(r, `"`, `""`)+`"`)
+			args = append(args, `"`+strings.ReplaceAll(r, `"`, `""`)+`"`)
 		}
-		add(`c.seq IN (`+sub+`)`, a...)
+		from = `(` + sub + `) m CROSS JOIN changes c ON c.seq = m.seq`
 	}
 	if a := strings.TrimSpace(q.Actor); a != "" {
-		add(`(c.actor = ? OR c.actor_name = ? OR c.actor LIKE ? ESCAPE '\')`, a, a, likePrefix(a))
+		cond, a, err := ix.actorCond(ctx, a)
+		if err != nil {
+			return Page[Change]{}, err
+		}
+		add(cond, a...)
 	}
 	if q.Run != "" {
-		add(`c.run_key = ?`, q.Run)
+		add(`c.run_key = ? AND c.run_key <> ''`, q.Run) // <> '': the partial index applies
 	}
 	if q.Cloud != "" {
 		add(`c.cloud = ?`, strings.ToLower(q.Cloud))
@@ -191,7 +198,7 @@ func (ix *Index) Changes(ctx context.Context, q Query) (Page[Change], error) {
 		add(`(c.time, c.seq) `+cmp+` (?, ?)`, t, seq)
 	}
 	n := limit(q.Limit)
-	sqlText := `SELECT ` + changeCols + ` FROM changes c`
+	sqlText := `SELECT ` + changeCols + ` FROM ` + from
 	if len(where) > 0 {
 		sqlText += ` WHERE ` + strings.Join(where, ` AND `)
 	}
@@ -216,6 +223,52 @@ func (ix *Index) Changes(ctx context.Context, q Query) (Page[Change], error) {
 	}
 	p.Items = items
 	return p, nil
+}
+
+// actorCond resolves an actor search (a principal, its prefix, or a
+// session or user name) in the small actors table, so that the change
+// list is, in the usual case of one principal, a walk of its time index.
+func (ix *Index) actorCond(ctx context.Context, a string) (string, []any, error) {
+	rows, err := ix.db.QueryContext(ctx, `SELECT DISTINCT actor FROM actors WHERE actor = ? OR actor LIKE ? ESCAPE '\' LIMIT 101`, a, likePrefix(a))
+	if err != nil {
+		return "", nil, fmt.Errorf("index: %w", err)
+	}
+	var principals []any
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			rows.Close()
+			return "", nil, fmt.Errorf("index: %w", err)
+		}
+		principals = append(principals, p)
+	}
+	rows.Close()
+	if len(principals) > 100 {
+		return "", nil, &ParamError{"actor", "matches more than 100 principals; be more specific"}
+	}
+	var named bool
+	if err := ix.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM actors WHERE name = ?)`, a).Scan(&named); err != nil {
+		return "", nil, fmt.Errorf("index: %w", err)
+	}
+	var conds []string
+	var args []any
+	switch len(principals) {
+	case 0:
+	case 1:
+		conds, args = append(conds, `c.actor = ?`), principals
+	default:
+		conds, args = append(conds, `c.actor IN (?`+strings.Repeat(",?", len(principals)-1)+`)`), principals
+	}
+	if named || len(conds) == 0 {
+		conds, args = append(conds, `c.actor_name = ?`), append(args, a)
+	}
+	return "(" + strings.Join(conds, " OR ") + ")", args, nil
+}
+
+// fragment: a search that may be part of a name, not an id or its
+// prefix (ids have ':' or '/'); at least 3 characters, a trigram.
+func fragment(s string) bool {
+	return len([]rune(s)) >= 3 && !strings.ContainsAny(s, ":/")
 }
 
 // likePrefix is a LIKE pattern for a prefix, its wildcards escaped.

@@ -31,7 +31,7 @@ type row struct {
 
 // stmts are the prepared statements of one Apply transaction.
 type stmts struct {
-	change, res, fts, drift, changeTime *sql.Stmt
+	change, res, fts, drift, changeTime, actor *sql.Stmt
 }
 
 func prepare(ctx context.Context, tx *sql.Tx) (*stmts, error) {
@@ -48,6 +48,7 @@ func prepare(ctx context.Context, tx *sql.Tx) (*stmts, error) {
 		{&s.drift, `INSERT OR IGNORE INTO drift(uid, seq, event_uid, time, found, type, severity, cloud, account, resource, run_key, workspace, title)
 			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`},
 		{&s.changeTime, `SELECT time FROM changes WHERE uid = ?`},
+		{&s.actor, `INSERT OR IGNORE INTO actors(actor, name) VALUES (?, ?)`},
 	} {
 		if *p.st, err = tx.PrepareContext(ctx, p.q); err != nil {
 			s.close()
@@ -58,7 +59,7 @@ func prepare(ctx context.Context, tx *sql.Tx) (*stmts, error) {
 }
 
 func (s *stmts) close() {
-	for _, st := range []*sql.Stmt{s.change, s.res, s.fts, s.drift, s.changeTime} {
+	for _, st := range []*sql.Stmt{s.change, s.res, s.fts, s.drift, s.changeTime, s.actor} {
 		if st != nil {
 			st.Close()
 		}
@@ -87,6 +88,11 @@ func (s *stmts) apply(ctx context.Context, m Msg) error {
 	if n, _ := res.RowsAffected(); n == 0 {
 		return nil // this uid is indexed already (re-published after the duplicate window)
 	}
+	if r.actor != "" || r.actorName != "" {
+		if _, err := s.actor.ExecContext(ctx, r.actor, r.actorName); err != nil {
+			return err
+		}
+	}
 	var text strings.Builder
 	for _, rs := range r.resources {
 		id := strings.ToLower(rs.UID)
@@ -99,11 +105,14 @@ func (s *stmts) apply(ctx context.Context, m Msg) error {
 		if _, err := s.res.ExecContext(ctx, id, r.time, m.Seq); err != nil {
 			return err
 		}
-		text.WriteString(rs.UID)
-		text.WriteByte('\n')
-		if rs.Name != "" && !strings.Contains(rs.UID, rs.Name) {
-			text.WriteString(rs.Name)
-			text.WriteByte('\n')
+		// Name fragments search names and the last segment of ids
+		// (bucket-name, i-0abc, web-01): trigrams of whole ids would make
+		// every "arn:aws:" a posting list of the whole index.
+		for _, part := range []string{rs.Name, lastSegment(rs.UID)} {
+			if part != "" && !strings.Contains(text.String(), part) {
+				text.WriteString(part)
+				text.WriteByte('\n')
+			}
 		}
 	}
 	if text.Len() > 0 {
@@ -112,6 +121,11 @@ func (s *stmts) apply(ctx context.Context, m Msg) error {
 		}
 	}
 	return nil
+}
+
+// lastSegment is what follows an id's last '/' or ':'.
+func lastSegment(id string) string {
+	return id[strings.LastIndexAny(id, "/:")+1:]
 }
 
 // kindOf says what a subject carries: "event", "drift" or "" (dead

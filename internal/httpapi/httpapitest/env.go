@@ -35,7 +35,7 @@ type Env struct {
 	Verifier note.Verifier
 	// VerifierKey is the verifier key's text (for verify --key).
 	VerifierKey string
-	Query    *httpapi.Query
+	Query       *httpapi.Query
 	// RunKey names the registered run with a plan: its planned resources
 	// are Planned; its other changes are out of plan.
 	RunKey  string
