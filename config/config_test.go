@@ -202,3 +202,31 @@ func TestRelativePathsFollowTheConfigFile(t *testing.T) {
 		t.Errorf("absolute source path = %s", p)
 	}
 }
+
+// The query API shows who changed what: off loopback it needs a token.
+func TestQueryAPITokenOffLoopback(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		bad  string // the path of the expected problem, "" for none
+	}{
+		{"http: {listen: '127.0.0.1:9464'}\n", ""},
+		{"http: {listen: 'localhost:9464'}\n", ""},
+		{"http: {listen: '[::1]:9464'}\n", ""},
+		{"http: {listen: ':9464'}\n", "http.api_token"},
+		{"http: {listen: '0.0.0.0:9464'}\n", "http.api_token"},
+		{"http: {listen: '10.0.0.5:9464', api_token: short}\n", "http.api_token"},
+		{"http: {listen: '0.0.0.0:9464', api_token: a-long-enough-token}\n", ""},
+		{"http: {listen: '0.0.0.0:9464'}\nindex: {disabled: true}\n", ""},
+		{"index: {retention: 10m}\n", "index.retention"},
+		{"index: {retention: 9600h, path: idx/changes.db}\n", ""},
+	} {
+		_, ps := parse(t, tc.yaml)
+		var got string
+		if len(ps) > 0 {
+			got = ps[0].Path
+		}
+		if got != tc.bad || len(ps) > 1 {
+			t.Errorf("%q: problems %v, want one at %q", tc.yaml, ps, tc.bad)
+		}
+	}
+}

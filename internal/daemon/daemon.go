@@ -174,6 +174,10 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 			return err
 		}
 		defer ix.Close()
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "trailkeeper_index_sequence",
+			Help: "The last stream sequence the on-call index holds (its lag is the stream's last sequence minus this).",
+		}, func() float64 { n, _ := ix.LastSeq(context.Background()); return float64(n) }))
 		follower = &index.Follower{Index: ix, JS: js, Stream: cfg.Stream.Name, Archive: archive, Retention: cfg.Index.Retention, Logger: log}
 		q := &httpapi.Query{Index: ix, Runs: runs, Events: stream, Archive: archive, Token: string(cfg.HTTP.APIToken)}
 		routes = append(routes, q.Routes()...)

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"log/slog"
@@ -140,7 +141,7 @@ sources:
 	if _, err := st.GetLastMsgForSubject(context.Background(), "audit.aws.111122223333.iam"); err != nil {
 		t.Errorf("event subject: %v", err)
 	}
-	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/", "/drift"} {
 		resp, err := http.Get("http://" + addrs.HTTP + path)
 		if err != nil || resp.StatusCode != 200 {
 			t.Errorf("%s: %v %v", path, resp, err)
@@ -149,12 +150,33 @@ sources:
 			resp.Body.Close()
 		}
 	}
+	// The on-call index follows the stream: every event, no dead letter.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addrs.HTTP + "/v1/changes?limit=1000")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var page struct{ Items []struct{ UID string } }
+		err = json.NewDecoder(resp.Body).Decode(&page)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Items) == sampleRecords {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the index holds %d changes, want %d", len(page.Items), sampleRecords)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	// The cursor lands in the KV bucket.
 	kv, err := js.KeyValue(context.Background(), "trailkeeper-cursors")
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for {
 		if _, err := kv.Get(context.Background(), "s"); err == nil {
 			break
