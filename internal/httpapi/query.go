@@ -134,7 +134,7 @@ func ParseWhen(s string, now time.Time) (time.Time, error) {
 		return t, nil
 	}
 	if d, ok := strings.CutSuffix(s, "d"); ok {
-		if n, err := strconv.Atoi(d); err == nil && n >= 0 {
+		if n, err := strconv.Atoi(d); err == nil && n >= 0 && n <= 100*366 {
 			return now.Add(-time.Duration(n) * 24 * time.Hour), nil
 		}
 	}

@@ -295,3 +295,18 @@ func TestQueryAuth(t *testing.T) {
 		t.Errorf("a wrong token signed in: %d", resp.StatusCode)
 	}
 }
+
+// A time from a user is RFC 3339, a date or an age, or an error; never a
+// panic, never a time after now for an age.
+func FuzzParseWhen(f *testing.F) {
+	for _, s := range []string{"24h", "7d", "2026-11-23", "2026-11-23T10:00:00Z", "90m", "-1h", "1e9d", "9223372036854775807d", "d", ""} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, s string) {
+		w, err := httpapi.ParseWhen(s, now)
+		if err == nil && !strings.Contains(s, "-") && !strings.Contains(s, ":") && w.After(now) {
+			t.Errorf("%q is an age, but %v is after now", s, w)
+		}
+	})
+}

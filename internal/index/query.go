@@ -266,9 +266,10 @@ func (ix *Index) actorCond(ctx context.Context, a string) (string, []any, error)
 }
 
 // fragment: a search that may be part of a name, not an id or its
-// prefix (ids have ':' or '/'); at least 3 characters, a trigram.
+// prefix (ids have ':' or '/'); at least 3 characters, a trigram. FTS5's
+// query parser ends a string at NUL, so such a search is an id search.
 func fragment(s string) bool {
-	return len([]rune(s)) >= 3 && !strings.ContainsAny(s, ":/")
+	return len([]rune(s)) >= 3 && !strings.ContainsAny(s, ":/\x00")
 }
 
 // likePrefix is a LIKE pattern for a prefix, its wildcards escaped.
