@@ -110,9 +110,18 @@ func (f *Follower) run(ctx context.Context, once bool) error {
 	var (
 		lastSync, lastPrune, lastOpt time.Time
 		applied                      int
+		backlog                      bool
 	)
 	for ctx.Err() == nil {
-		batch, err := cons.Fetch(f.Batch, jetstream.FetchMaxWait(time.Second))
+		// With a backlog, take what is there now; otherwise wait a
+		// while for a full batch.
+		var batch jetstream.MessageBatch
+		var err error
+		if backlog {
+			batch, err = cons.FetchNoWait(f.Batch)
+		} else {
+			batch, err = cons.Fetch(f.Batch, jetstream.FetchMaxWait(time.Second))
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -135,6 +144,7 @@ func (f *Follower) run(ctx context.Context, once bool) error {
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && ctx.Err() == nil {
 			f.Logger.Warn("index fetch failed", "err", err)
 		}
+		backlog = len(msgs) > 0 && pending > 0
 		if len(msgs) > 0 {
 			if err := f.Index.Apply(ctx, msgs); err != nil {
 				if ctx.Err() != nil {

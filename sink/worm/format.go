@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/trailkeeper/trailkeeper/internal/jsonscan"
 )
 
 // Leaf is one archived message: one JSON line of a segment. Its leaf hash
@@ -31,23 +33,57 @@ type Leaf struct {
 
 // encodeLeaf writes l as its line (no newline). encoding/json sorts header
 // keys and keeps Data's bytes, so the line is a function of the message.
+//
+// Data is the last field: the line is the leaf encoded without it, with
+// `,"data":` and the compacted data spliced in before the closing brace —
+// the same bytes encoding/json writes, without its second validation and
+// compaction of a RawMessage (together two thirds of the archiver's time).
 func encodeLeaf(l Leaf, data []byte) ([]byte, error) {
-	if json.Valid(data) && len(bytes.TrimSpace(data)) > 0 {
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, data); err != nil {
-			return nil, err
-		}
-		l.Data = buf.Bytes()
+	// Our events are compact already: checked in one fast pass, they are
+	// used as they are; anything else goes through json.Compact.
+	var compact []byte
+	isJSON := true
+	if jsonscan.Valid(data) && compactAlready(data) {
+		compact = data
 	} else {
+		var buf bytes.Buffer
+		isJSON = len(bytes.TrimSpace(data)) > 0 && json.Compact(&buf, data) == nil
+		compact = buf.Bytes()
+	}
+	if !isJSON {
 		l.DataBase64 = base64.StdEncoding.EncodeToString(data)
 	}
+	l.Data = nil
 	var b bytes.Buffer
+	b.Grow(256 + len(compact))
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(l); err != nil {
 		return nil, err
 	}
-	return bytes.TrimSuffix(b.Bytes(), []byte{'\n'}), nil
+	line := bytes.TrimSuffix(b.Bytes(), []byte{'\n'})
+	if !isJSON {
+		return line, nil
+	}
+	line = append(line[:len(line)-1], `,"data":`...)
+	line = append(line, compact...)
+	return append(line, '}'), nil
+}
+
+// compactAlready: valid JSON v has no whitespace outside its strings.
+func compactAlready(v []byte) bool {
+	in := false
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case in && c == '\\':
+			i++
+		case c == '"':
+			in = !in
+		case !in && (c == ' ' || c == '\n' || c == '\t' || c == '\r'):
+			return false
+		}
+	}
+	return true
 }
 
 // Manifest describes one segment and commits the log up to its end.
@@ -171,3 +207,7 @@ func parseCheckpoint(text string) (origin string, size int64, root tlog.Hash, er
 	root, err = unb64(lines[2])
 	return lines[0], size, root, err
 }
+
+// ManifestKey is the object key of the manifest of the segment whose first
+// leaf is first.
+func ManifestKey(first int64) string { return manifestKey(first) }

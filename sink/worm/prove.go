@@ -76,17 +76,9 @@ type Segment struct {
 // manifest's key, so that a reader following the archive never lists it.
 // ok is false when the archive holds no such segment (yet).
 func ReadSegment(ctx context.Context, st Store, first int64) (Segment, bool, error) {
-	key := manifestKey(first)
-	mb, err := st.Get(ctx, key)
-	if errors.Is(err, fs.ErrNotExist) || isNotFound(err) {
-		return Segment{}, false, nil
-	}
-	if err != nil {
-		return Segment{}, false, fmt.Errorf("%s: %w", key, err)
-	}
-	var m Manifest
-	if err := json.Unmarshal(mb, &m); err != nil {
-		return Segment{}, false, fmt.Errorf("%s: %w", key, err)
+	m, ok, err := ReadSegmentManifest(ctx, st, first)
+	if err != nil || !ok {
+		return Segment{}, false, err
 	}
 	seg, err := st.Get(ctx, m.Segment)
 	if err != nil {
@@ -101,6 +93,24 @@ func ReadSegment(ctx context.Context, st Store, first int64) (Segment, bool, err
 		return Segment{}, false, fmt.Errorf("%s: %d lines, its manifest says %d", m.Segment, len(lines), m.LastLeaf-m.FirstLeaf+1)
 	}
 	return Segment{Manifest: m, Lines: lines}, true, nil
+}
+
+// ReadSegmentManifest reads only the manifest of the segment whose first
+// leaf is first (ok false when there is none yet).
+func ReadSegmentManifest(ctx context.Context, st Store, first int64) (Manifest, bool, error) {
+	key := manifestKey(first)
+	mb, err := st.Get(ctx, key)
+	if errors.Is(err, fs.ErrNotExist) || isNotFound(err) {
+		return Manifest{}, false, nil
+	}
+	if err != nil {
+		return Manifest{}, false, fmt.Errorf("%s: %w", key, err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(mb, &m); err != nil {
+		return Manifest{}, false, fmt.Errorf("%s: %w", key, err)
+	}
+	return m, true, nil
 }
 
 // LatestCheckpoint returns the largest tree size, at most size, that has a

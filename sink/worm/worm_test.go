@@ -1,8 +1,11 @@
 package worm
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -164,4 +167,36 @@ func TestProve(t *testing.T) {
 	if _, err := Prove(context.Background(), st, "nope"); !errors.Is(err, ErrNotArchived) {
 		t.Errorf("unknown uid: %v", err)
 	}
+}
+
+// The spliced line is byte for byte what encoding/json writes for the
+// whole leaf (the archive's format is those bytes).
+func FuzzEncodeLeaf(f *testing.F) {
+	for _, data := range []string{`{"a": 1, "b": [1, 2, {"c": "<&>\u2028"}]}`, `{}`, ` [1] `, `"s"`, `not json`, ``, `{"a":`, "\x00\xff",
+		`{"a":"x y\" z","b":[1,{"c":"\\"}]}`, `{"a":"\\"} `, "{\"a\":\"\xff\"}", `{"a":1,"a":2}`} {
+		f.Add([]byte(data))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		l := Leaf{Leaf: 7, Seq: 9, Time: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC), Subject: "audit.aws.1.iam", MsgID: "aws:x<y>", Headers: map[string]string{"b": "2", "a": "&"}}
+		got, err := encodeLeaf(l, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := l
+		var c bytes.Buffer
+		if len(bytes.TrimSpace(data)) > 0 && json.Compact(&c, data) == nil {
+			want.Data = c.Bytes()
+		} else {
+			want.DataBase64 = base64.StdEncoding.EncodeToString(data)
+		}
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(want); err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != strings.TrimSuffix(b.String(), "\n") {
+			t.Errorf("data %q:\n got %s\nwant %s", data, got, b.String())
+		}
+	})
 }
