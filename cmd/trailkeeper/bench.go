@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -58,21 +58,10 @@ publish, archiver, index) and checks that every record arrived once.`,
 				}
 				defer pprof.StopCPUProfile()
 			}
+			set.HeapProfile = memProfile
 			r, err := bench.Run(cmd.Context(), set)
 			if err != nil {
 				return err
-			}
-			if memProfile != "" {
-				f, err := os.Create(memProfile)
-				if err != nil {
-					return err
-				}
-				runtime.GC()
-				err = pprof.Lookup("allocs").WriteTo(f, 0)
-				f.Close()
-				if err != nil {
-					return err
-				}
 			}
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
@@ -92,10 +81,10 @@ publish, archiver, index) and checks that every record arrived once.`,
 	cmd.Flags().StringVar(&set.Examples, "examples", "examples/data", "the real records to vary")
 	cmd.Flags().StringVar(&set.WorkDir, "workdir", "", "where the corpus, stream, archive and index go (default: a temporary folder, removed)")
 	cmd.Flags().IntVar(&set.Sample, "sample", 20000, "records the stage measurements use")
-	cmd.Flags().DurationVar(&set.SegmentAge, "segment-age", 0, "the archive's segment age (default: the daemon's)")
+	cmd.Flags().DurationVar(&set.SegmentAge, "segment-age", time.Second, "the archive's segment age (the daemon's default is 1m; publish-to-archived latency is at most about this)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "the report as JSON")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile")
-	cmd.Flags().StringVar(&memProfile, "memprofile", "", "write an allocation profile")
+	cmd.Flags().StringVar(&memProfile, "memprofile", "", "write a heap profile at the end-to-end run's largest heap (it holds allocations too: -sample_index=alloc_space)")
 	return cmd
 }
 

@@ -55,6 +55,9 @@ type Settings struct {
 	Logger       *slog.Logger
 	// StagesOnly skips the end-to-end run (the go test benchmarks).
 	StagesOnly bool
+	// HeapProfile, if set, is written at the end-to-end run's largest
+	// heap (where peak memory goes).
+	HeapProfile string
 }
 
 // Stage is one step's cost per record.
@@ -74,7 +77,7 @@ type Report struct {
 	CorpusMB float64        `json:"corpus_mb"`
 
 	// End to end: the real pipeline, archiver and index together.
-	PublishedPerSec float64 `json:"published_per_sec"` // until every record is acked
+	PublishedPerSec float64 `json:"published_per_sec"`  // until every record is acked
 	EndToEndPerSec  float64 `json:"end_to_end_per_sec"` // until archived and indexed too
 	EndToEndSeconds float64 `json:"end_to_end_seconds"`
 
@@ -87,7 +90,7 @@ type Report struct {
 	CloudTrailNsPerRecord float64 `json:"cloudtrail_ns_per_record"`
 	NaiveNsPerRecord      float64 `json:"naive_ns_per_record"`
 
-	PublishVsRaw   float64 `json:"published_vs_raw_publish"`   // ≥ 0.5 is the target
+	PublishVsRaw   float64 `json:"published_vs_raw_publish"`    // ≥ 0.5 is the target
 	CloudTrailGain float64 `json:"cloudtrail_vs_naive_speedup"` // ≥ 4 is the target
 
 	LatencyP50Ms float64 `json:"publish_to_archived_p50_ms"`
@@ -462,20 +465,18 @@ func cloudTrailVersusNaive(ctx context.Context, r *Report, corpus Corpus, limit 
 		}
 	}
 	nz := normalize.Normalizer{NoProcessedTime: true}
-	count := 0
-	ours, err := measure("cloudtrail ours", 1, func() error {
+	var count, naiveCount int
+	oursOnce := func() error {
+		count = 0
 		_, err := readAll(ctx, dir, func(rec collectors.Record) {
 			if _, err := nz.Normalize(rec.Raw, rec.Format); err == nil {
 				count++
 			}
 		})
 		return err
-	})
-	if err != nil {
-		return err
 	}
-	naiveCount := 0
-	naive, err := measure("cloudtrail naive", 1, func() error {
+	naiveOnce := func() error {
+		naiveCount = 0
 		for _, p := range paths {
 			f, err := os.Open(p)
 			if err != nil {
@@ -501,9 +502,25 @@ func cloudTrailVersusNaive(ctx context.Context, r *Report, corpus Corpus, limit 
 			}
 		}
 		return nil
-	})
-	if err != nil {
-		return err
+	}
+	// In turn, three times each, the best of each: the two land in the
+	// same load of a shared machine.
+	var ours, naive Stage
+	for i := range 3 {
+		o, err := measure("cloudtrail ours", 1, oursOnce)
+		if err != nil {
+			return err
+		}
+		nv, err := measure("cloudtrail naive", 1, naiveOnce)
+		if err != nil {
+			return err
+		}
+		if i == 0 || o.NsPerRecord < ours.NsPerRecord {
+			ours = o
+		}
+		if i == 0 || nv.NsPerRecord < naive.NsPerRecord {
+			naive = nv
+		}
 	}
 	if count == 0 || count != naiveCount {
 		return fmt.Errorf("bench: CloudTrail: ours mapped %d records, naive %d", count, naiveCount)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"time"
@@ -96,7 +98,21 @@ func endToEnd(ctx context.Context, r *Report, set Settings, corpus Corpus, runs 
 
 	var published, done time.Duration
 	deadline := time.Now().Add(time.Duration(set.Records/100+600) * time.Second)
+	var maxHeap uint64
+	lastMem := time.Now()
 	for done == 0 {
+		if set.HeapProfile != "" && time.Since(lastMem) > 500*time.Millisecond {
+			lastMem = time.Now()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > maxHeap+16<<20 {
+				maxHeap = ms.HeapInuse
+				if err := writeHeap(set.HeapProfile); err != nil {
+					stop()
+					return err
+				}
+			}
+		}
 		select {
 		case err := <-errs:
 			if err != nil {
@@ -175,6 +191,15 @@ func endToEnd(ctx context.Context, r *Report, set Settings, corpus Corpus, runs 
 		}
 	}
 	return nil
+}
+
+func writeHeap(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return pprof.Lookup("heap").WriteTo(f, 0)
 }
 
 // streamIDs reads every event's Nats-Msg-Id (run records left out).
