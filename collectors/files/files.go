@@ -25,6 +25,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -63,7 +64,22 @@ type Collector struct {
 		id   fileID
 		recs []collectors.Record
 	}
+	// scan is the last poll's listing and cursor, so that working through
+	// a backlog of many files does not list the folder, stat every file
+	// and decode the whole cursor again for every page (at 1 000 files,
+	// that was most of a page's cost).
+	scan struct {
+		at   time.Time // of the listing and the stats of done files
+		rels []string
+		next []byte // the cursor the last poll returned
+		st   cursor // … decoded
+	}
 }
+
+// rescan is how long a listing, and the stats of files already done, are
+// trusted while a backlog is read: a new or changed file is seen at most
+// this late.
+const rescan = 5 * time.Second
 
 // New returns a collector for cfg.
 func New(cfg *Config, set collectors.Settings) *Collector {
@@ -106,7 +122,12 @@ func supported(name string) bool {
 // Poll implements collectors.Collector.
 func (c *Collector) Poll(ctx context.Context, cur []byte) (collectors.Page, error) {
 	st := cursor{Files: map[string]*fileState{}}
-	if len(cur) > 0 {
+	// The cursor we returned last time, handed back: continuing a backlog.
+	continuing := len(cur) > 0 && bytes.Equal(cur, c.scan.next) && c.now().Sub(c.scan.at) < rescan
+	switch {
+	case continuing:
+		st.Files = maps.Clone(c.scan.st.Files)
+	case len(cur) > 0:
 		if err := json.Unmarshal(cur, &st); err != nil {
 			return collectors.Page{}, fmt.Errorf("decode cursor: %w", err)
 		}
@@ -114,21 +135,25 @@ func (c *Collector) Poll(ctx context.Context, cur []byte) (collectors.Page, erro
 			st.Files = map[string]*fileState{}
 		}
 	}
-	var rels []string
-	err := filepath.WalkDir(c.root, func(p string, d fs.DirEntry, err error) error {
+	rels := c.scan.rels
+	if !continuing {
+		rels = nil
+		err := filepath.WalkDir(c.root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.Type().IsRegular() && supported(d.Name()) {
+				rel, _ := filepath.Rel(c.root, p)
+				rels = append(rels, filepath.ToSlash(rel))
+			}
+			return nil
+		})
 		if err != nil {
-			return err
+			return collectors.Page{}, fmt.Errorf("list %s: %w", c.root, err)
 		}
-		if d.Type().IsRegular() && supported(d.Name()) {
-			rel, _ := filepath.Rel(c.root, p)
-			rels = append(rels, filepath.ToSlash(rel))
-		}
-		return nil
-	})
-	if err != nil {
-		return collectors.Page{}, fmt.Errorf("list %s: %w", c.root, err)
+		slices.Sort(rels)
+		c.scan.at, c.scan.rels = c.now(), rels
 	}
-	slices.Sort(rels)
 	for rel := range st.Files {
 		if _, found := slices.BinarySearch(rels, rel); !found {
 			delete(st.Files, rel)
@@ -140,6 +165,10 @@ func (c *Collector) Poll(ctx context.Context, cur []byte) (collectors.Page, erro
 		if err := ctx.Err(); err != nil {
 			return collectors.Page{}, err
 		}
+		prev := st.Files[rel]
+		if continuing && prev != nil && prev.Done {
+			continue // stat'ed at the listing, moments ago
+		}
 		info, err := os.Stat(filepath.Join(c.root, filepath.FromSlash(rel)))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // removed since the listing
@@ -147,7 +176,6 @@ func (c *Collector) Poll(ctx context.Context, cur []byte) (collectors.Page, erro
 			return collectors.Page{}, fmt.Errorf("stat %s: %w", rel, err)
 		}
 		id := fileID{rel, info.Size(), info.ModTime().UnixNano()}
-		prev := st.Files[rel]
 		if prev != nil && prev.Done && prev.Size == id.size && prev.MTime == id.mtime {
 			continue
 		}
@@ -167,9 +195,15 @@ func (c *Collector) Poll(ctx context.Context, cur []byte) (collectors.Page, erro
 			break
 		}
 	}
-	page.Next, err = json.Marshal(st)
+	next, err := json.Marshal(st)
 	if err != nil {
 		return collectors.Page{}, err
+	}
+	page.Next = next
+	if page.More {
+		c.scan.next, c.scan.st = next, st
+	} else {
+		c.scan.next = nil // caught up: the next poll lists afresh
 	}
 	return page, nil
 }

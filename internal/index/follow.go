@@ -1,6 +1,7 @@
 package index
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -213,12 +214,19 @@ func (f *Follower) syncArchive(ctx context.Context, streamFirst uint64) error {
 			return err
 		}
 		for i, line := range seg.Lines {
-			var l worm.Leaf
-			if err := json.Unmarshal(line, &l); err != nil {
-				return fmt.Errorf("index: %s line %d: %w", seg.Manifest.Segment, i+1, err)
+			seq, ok := leafSeq(line)
+			if ok {
+				seqs[i] = seq
 			}
-			seqs[i] = l.Seq
-			if l.Seq > last && l.Seq < streamFirst {
+			if !ok || seq > last && seq < streamFirst {
+				var l worm.Leaf
+				if err := json.Unmarshal(line, &l); err != nil {
+					return fmt.Errorf("index: %s line %d: %w", seg.Manifest.Segment, i+1, err)
+				}
+				seqs[i] = l.Seq
+				if l.Seq <= last || l.Seq >= streamFirst {
+					continue
+				}
 				data := []byte(l.Data)
 				if l.DataBase64 != "" {
 					data, _ = base64.StdEncoding.DecodeString(l.DataBase64)
@@ -298,17 +306,21 @@ func (ix *Index) addSegment(ctx context.Context, seg worm.Segment, seqs []uint64
 			return fmt.Errorf("index: tree: %w", err)
 		}
 	}
-	upd, err := tx.PrepareContext(ctx, `UPDATE changes SET leaf = ? WHERE seq = ?`)
-	if err != nil {
-		return err
-	}
-	defer upd.Close()
-	for i, s := range seqs {
-		if _, err := upd.ExecContext(ctx, first+int64(i), s); err != nil {
-			return fmt.Errorf("index: leaf: %w", err)
+	contiguous := len(seqs) > 0 && seqs[len(seqs)-1]-seqs[0] == uint64(len(seqs)-1)
+	if !contiguous {
+		upd, err := tx.PrepareContext(ctx, `UPDATE changes SET leaf = ? WHERE seq = ?`)
+		if err != nil {
+			return err
+		}
+		defer upd.Close()
+		for i, s := range seqs {
+			if _, err := upd.ExecContext(ctx, first+int64(i), s); err != nil {
+				return fmt.Errorf("index: leaf: %w", err)
+			}
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO segments(first, last) VALUES (?, ?)`, first, seg.Manifest.LastLeaf); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO segments(first, last, first_seq, last_seq, contiguous) VALUES (?, ?, ?, ?, ?)`,
+		first, seg.Manifest.LastLeaf, seqs[0], seqs[len(seqs)-1], contiguous); err != nil {
 		return fmt.Errorf("index: %w", err)
 	}
 	next := strconv.FormatInt(seg.Manifest.LastLeaf+1, 10)
@@ -324,6 +336,30 @@ func (ix *Index) addSegment(ctx context.Context, seg worm.Segment, seqs []uint64
 		return fmt.Errorf("index: commit: %w", err)
 	}
 	return nil
+}
+
+// leafSeq reads a leaf line's stream sequence from its fixed prefix
+// ({"leaf":N,"seq":S,…}, as the archiver writes it) without decoding the
+// event it carries; ok is false for any other shape.
+func leafSeq(line []byte) (uint64, bool) {
+	rest, ok := bytes.CutPrefix(line, []byte(`{"leaf":`))
+	if !ok {
+		return 0, false
+	}
+	i := bytes.IndexByte(rest, ',')
+	if i < 0 {
+		return 0, false
+	}
+	rest, ok = bytes.CutPrefix(rest[i+1:], []byte(`"seq":`))
+	if !ok {
+		return 0, false
+	}
+	j := bytes.IndexByte(rest, ',')
+	if j < 0 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(rest[:j]), 10, 64)
+	return n, err == nil
 }
 
 // Prove returns the archive's inclusion proof of an indexed change, read

@@ -23,7 +23,7 @@ import (
 
 // schemaVersion changes when the tables do; an index of another version
 // is rebuilt (it is a cache of the stream).
-const schemaVersion = 1
+const schemaVersion = 2
 
 const schema = `
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -90,7 +90,12 @@ CREATE INDEX IF NOT EXISTS drift_resource ON drift(resource COLLATE NOCASE, time
 -- The archive's Merkle tree: tlog's stored hashes, for inclusion proofs
 -- without a pass over the archive.
 CREATE TABLE IF NOT EXISTS tree (idx INTEGER PRIMARY KEY, h BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS segments (first INTEGER PRIMARY KEY, last INTEGER NOT NULL);
+-- Archived segments. When a segment's sequences are contiguous (always,
+-- unless the stream dropped messages before they were archived), a
+-- change's leaf is first + (seq - first_seq) and is not written per row.
+CREATE TABLE IF NOT EXISTS segments (first INTEGER PRIMARY KEY, last INTEGER NOT NULL,
+	first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, contiguous INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS segments_seq ON segments(last_seq) WHERE contiguous;
 `
 
 // Index is the change index. Its methods are safe for concurrent use:
@@ -133,8 +138,12 @@ func Open(ctx context.Context, path string) (*Index, error) {
 
 func open(ctx context.Context, path string) (*Index, error) {
 	// WAL: readers (the API) never wait for the writer; synchronous=NORMAL
-	// is durable enough for a cache that is rebuilt from the stream.
-	dsn := "file:" + filepath.ToSlash(path) + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(OFF)&_txlock=immediate"
+	// is durable enough for a cache that is rebuilt from the stream. A
+	// 64 MiB page cache per connection: with SQLite's 2 MiB default, the
+	// random inserts of ids and names read pages from the OS at every
+	// change once the index is past a few hundred MB (at 1 M changes,
+	// indexing ran 13× slower than at 20 000).
+	dsn := "file:" + filepath.ToSlash(path) + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(OFF)&_pragma=cache_size(-65536)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("index %s: %w", path, err)

@@ -118,7 +118,8 @@ func decodeCursor(s string) (int64, string, error) {
 }
 
 const changeCols = `c.seq, c.uid, c.time, c.cloud, c.account, c.region, c.actor, c.actor_name, c.actor_type, c.action, c.service,
-	c.outcome, c.mutating, c.run_key, c.band, c.confidence, c.resources, c.leaf`
+	c.outcome, c.mutating, c.run_key, c.band, c.confidence, c.resources,
+	COALESCE(c.leaf, (SELECT s.first + c.seq - s.first_seq FROM segments s WHERE s.contiguous AND s.last_seq >= c.seq AND s.first_seq <= c.seq ORDER BY s.last_seq LIMIT 1))`
 
 // Changes lists changes, sorted by time.
 func (ix *Index) Changes(ctx context.Context, q Query) (Page[Change], error) {
