@@ -23,6 +23,7 @@ import (
 	"github.com/trailkeeper/trailkeeper/collectors/files"
 	"github.com/trailkeeper/trailkeeper/config"
 	"github.com/trailkeeper/trailkeeper/internal/index"
+	"github.com/trailkeeper/trailkeeper/internal/index/indextest"
 	"github.com/trailkeeper/trailkeeper/internal/pipeline"
 	"github.com/trailkeeper/trailkeeper/normalize"
 	"github.com/trailkeeper/trailkeeper/sink/worm"
@@ -383,21 +384,7 @@ func indexUIDs(t *testing.T, path string) []string {
 		t.Fatal(err)
 	}
 	defer ix.Close()
-	var out []string
-	q := index.Query{Ascending: true, Limit: 1000}
-	for {
-		p, err := ix.Changes(context.Background(), q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range p.Items {
-			out = append(out, c.UID)
-		}
-		if p.Next == "" {
-			return out
-		}
-		q.Cursor = p.Next
-	}
+	return indextest.UIDs(t, ix, index.Query{Ascending: true, Limit: 1000})
 }
 
 // Records that cannot be mapped are reported on stderr and counted; the

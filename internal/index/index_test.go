@@ -59,23 +59,7 @@ func want(n int, asc bool, keep func(indextest.Change) bool) []string {
 // all walks every page of a query.
 func all(t *testing.T, ix *index.Index, q index.Query) []string {
 	t.Helper()
-	var out []string
-	for pages := 0; ; pages++ {
-		p, err := ix.Changes(context.Background(), q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range p.Items {
-			out = append(out, c.UID)
-		}
-		if p.Next == "" {
-			return out
-		}
-		if pages > 10000 {
-			t.Fatal("pagination does not end")
-		}
-		q.Cursor = p.Next
-	}
+	return indextest.UIDs(t, ix, q)
 }
 
 func TestQueries(t *testing.T) {

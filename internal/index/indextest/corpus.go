@@ -197,3 +197,25 @@ func Apply(tb testing.TB, ix *index.Index, msgs []sink.Message, firstSeq uint64)
 		msgs, firstSeq = msgs[n:], firstSeq+uint64(n)
 	}
 }
+
+// UIDs walks every page of a query and returns the changes' uids.
+func UIDs(tb testing.TB, ix *index.Index, q index.Query) []string {
+	tb.Helper()
+	var out []string
+	for pages := 0; ; pages++ {
+		p, err := ix.Changes(context.Background(), q)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for _, c := range p.Items {
+			out = append(out, c.UID)
+		}
+		if p.Next == "" {
+			return out
+		}
+		if pages > 100000 {
+			tb.Fatal("pagination does not end")
+		}
+		q.Cursor = p.Next
+	}
+}
