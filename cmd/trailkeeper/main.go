@@ -64,7 +64,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(runCmd(), validateCmd(), normalizeCmd(), keygenCmd(), verifyCmd(), proveCmd(), execCmd(), runTokenCmd(), fakeAWSCmd(), versionCmd(),
-		whoChangedCmd(), timelineCmd(), driftCmd(), showCmd(), reindexCmd(), benchCmd())
+		whoChangedCmd(), timelineCmd(), driftCmd(), showCmd(), reindexCmd(), benchCmd(), healthCmd())
 	return root
 }
 
@@ -83,11 +83,32 @@ func runCmd() *cobra.Command {
 			httpapi.Version, _, _ = buildInfo()
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			go reloadNotices(ctx, file, log)
 			return daemon.Run(ctx, cfg, daemon.Settings{Logger: log, Registry: registry.Default})
 		},
 	}
 	c.Flags().StringVarP(&file, "config", "c", "trailkeeper.yaml", "config file")
 	return c
+}
+
+// reloadNotices answers SIGHUP: sources are not reloaded in place yet, so
+// it checks the config file and says whether a restart would take it.
+func reloadNotices(ctx context.Context, file string, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if _, err := config.Load(file, registry.Default); err != nil {
+				log.Error("SIGHUP: the config file has problems; the running config stays", "config", file, "err", err)
+			} else {
+				log.Warn("SIGHUP: the config file is valid, but reloading in place is not supported yet: restart to apply it", "config", file)
+			}
+		}
+	}
 }
 
 func validateCmd() *cobra.Command {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -481,3 +482,53 @@ func checkArchive(t *testing.T, dir, pubKey string, total uint64) {
 		t.Errorf("verify --proof: %v\n%s", err, out)
 	}
 }
+
+// Shell completions come from the command tree (cobra).
+func TestCompletions(t *testing.T) {
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		out, err := exec.Command(binary, "completion", sh).Output()
+		if err != nil || !bytes.Contains(out, []byte("trailkeeper")) || len(out) < 1000 {
+			t.Errorf("completion %s: %v, %d bytes", sh, err, len(out))
+		}
+	}
+}
+
+// SIGHUP checks the config and says a restart is needed; the daemon runs on.
+func TestSIGHUP(t *testing.T) {
+	work := t.TempDir()
+	cfg := filepath.Join(work, "trailkeeper.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("data_dir: %s\nnats: {embedded: {port: %d}}\nhttp: {listen: \"\"}\nlog: {level: info}\n", work, freePort(t))), 0o600)
+	var logs syncBuffer
+	cmd := exec.Command(binary, "run", "--config", cfg)
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	waitLog := func(s string) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); !strings.Contains(logs.String(), s); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q in the logs:\n%s", s, logs.String())
+			}
+		}
+	}
+	waitLog("trailkeeper running")
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitLog("restart to apply it")
+	os.WriteFile(cfg, []byte("stream: {replicas: 9}\n"), 0o600)
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitLog("the running config stays")
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
