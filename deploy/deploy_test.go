@@ -178,3 +178,39 @@ func goarch(t *testing.T) string {
 	}
 	return strings.TrimSpace(string(out))
 }
+
+// The alerts and the dashboard name only metrics the code registers.
+func TestMetricNames(t *testing.T) {
+	known := map[string]bool{}
+	name := regexp.MustCompile(`"(trailkeeper_[a-z0-9_]+)"`)
+	filepath.WalkDir("..", func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() && (d.Name() == "node_modules" || d.Name() == ".git") {
+			return filepath.SkipDir
+		}
+		if strings.HasSuffix(p, ".go") && !strings.HasSuffix(p, "_test.go") {
+			b, _ := os.ReadFile(p)
+			for _, m := range name.FindAllSubmatch(b, -1) {
+				known[string(m[1])] = true
+			}
+		}
+		return nil
+	})
+	used := regexp.MustCompile(`trailkeeper_[a-z0-9_]+`)
+	for _, f := range []string{"prometheus/alerts.yaml", "grafana/trailkeeper.json"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, m := range used.FindAllString(string(b), -1) {
+			base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(m, "_bucket"), "_sum"), "_count")
+			if !known[base] && !known[m] {
+				t.Errorf("%s uses %s, which no code registers", f, m)
+			}
+			n++
+		}
+		if n < 8 {
+			t.Errorf("%s names only %d metrics", f, n)
+		}
+	}
+}

@@ -41,6 +41,9 @@ type Detector struct {
 	Grace      time.Duration
 	Now        func() time.Time
 	Logger     *slog.Logger
+	// OnFinding, if set, is called with the drift type of each finding
+	// published (metrics).
+	OnFinding func(driftType string)
 }
 
 // Run detects until ctx ends.
@@ -119,6 +122,9 @@ func (d *Detector) handle(ctx context.Context, msg jetstream.Msg) error {
 	err := d.Sink.Publish(ctx, []sink.Message{{Subject: "audit.drift." + tkjs.Token(cloud) + "." + tkjs.Token(account), ID: f.Metadata.UID, Data: data}})
 	if err != nil {
 		return err
+	}
+	if d.OnFinding != nil {
+		d.OnFinding(f.FindingInfo.Types[0])
 	}
 	return msg.Ack()
 }

@@ -183,6 +183,33 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 		routes = append(routes, q.Routes()...)
 	}
 
+	if archiver != nil {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "trailkeeper_archive_leaves_total",
+			Help: "Messages in the archive's log.",
+		}, func() float64 { return float64(archiver.Progress().Leaves) }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "trailkeeper_archive_sequence",
+			Help: "The last stream sequence archived (its lag is the stream's last sequence minus this).",
+		}, func() float64 { return float64(archiver.Progress().LastSeq) }))
+	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "trailkeeper_stream_sequence",
+		Help: "The stream's last sequence, for the archive's and the index's lag.",
+	}, func() float64 {
+		c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		info, err := stream.Info(c)
+		if err != nil {
+			return 0
+		}
+		return float64(info.State.LastSeq)
+	}))
+	driftFindings := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "trailkeeper_drift_findings_total",
+		Help: "Drift findings published, by drift type.",
+	}, []string{"type"})
+	reg.MustRegister(driftFindings)
+
 	g, gctx := errgroup.WithContext(ctx)
 	if archiver != nil {
 		g.Go(func() error { return archiver.Run(gctx) })
@@ -190,7 +217,8 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 	if follower != nil {
 		g.Go(func() error { return follower.Run(gctx) })
 	}
-	detector := &correlate.Detector{JS: js, Stream: cfg.Stream.Name, Correlator: correlator, Sink: pub, Grace: cfg.Correlate.DriftGrace, Logger: log}
+	detector := &correlate.Detector{JS: js, Stream: cfg.Stream.Name, Correlator: correlator, Sink: pub, Grace: cfg.Correlate.DriftGrace, Logger: log,
+		OnFinding: func(typ string) { driftFindings.WithLabelValues(typ).Inc() }}
 	g.Go(func() error { return detector.Run(gctx) })
 	addrs := Addrs{NATS: conn.url}
 	if cfg.HTTP.Listen != "" {

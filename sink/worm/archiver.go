@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -60,12 +61,29 @@ type Archiver struct {
 	lastCP   []byte
 	lastCPAt time.Time
 
+	progress atomic.Pointer[Progress]
+
 	buf     bytes.Buffer // lines of the open segment
 	pending []jetstream.Msg
 	segDay  time.Time
 	segAt   time.Time
 	first   int64
 	firstSq uint64
+}
+
+// Progress is how far the archive has come, for metrics.
+type Progress struct {
+	Leaves      int64     // in the log
+	LastSeq     uint64    // the last stream sequence archived
+	CommittedAt time.Time // of the newest segment, by this process ("" before its first)
+}
+
+// Progress returns the archive's progress; safe from any goroutine.
+func (a *Archiver) Progress() Progress {
+	if p := a.progress.Load(); p != nil {
+		return *p
+	}
+	return Progress{Leaves: a.next, LastSeq: a.lastSeq}
 }
 
 // NewArchiver loads the archive's state from its newest manifest.
@@ -309,6 +327,7 @@ func (a *Archiver) commit(ctx context.Context, segKey, version string, stored, c
 		return err
 	}
 	a.next, a.prevKey, a.prevSum, a.lastCP = m.LastLeaf+1, mkey, hexSHA256(mb), cp
+	a.progress.Store(&Progress{Leaves: a.next, LastSeq: m.LastSeq, CommittedAt: time.Now()})
 	a.publishCheckpoint()
 	a.log.Info("segment archived", "segment", segKey, "leaves", len(lines), "tree_size", a.tree.n)
 	return nil
