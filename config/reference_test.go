@@ -34,30 +34,35 @@ func TestReference(t *testing.T) {
 		parsed[pkgPath] = true
 		dir := filepath.Join("..", strings.TrimPrefix(strings.TrimPrefix(pkgPath, module), "/"))
 		fset := token.NewFileSet()
-		pkgs, err := parser.ParseDir(fset, dir, func(fi os.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, parser.ParseComments)
+		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, p := range pkgs {
-			for _, f := range p.Files {
-				ast.Inspect(f, func(n ast.Node) bool {
-					ts, ok := n.(*ast.TypeSpec)
-					if !ok {
-						return true
-					}
-					st, ok := ts.Type.(*ast.StructType)
-					if !ok {
-						return true
-					}
-					for _, fld := range st.Fields.List {
-						doc := strings.TrimSpace(fld.Doc.Text() + " " + fld.Comment.Text())
-						for _, name := range fld.Names {
-							comments[pkgPath+"."+ts.Name.Name+"."+name.Name] = strings.Join(strings.Fields(doc), " ")
-						}
-					}
-					return true
-				})
+		for _, name := range files {
+			if strings.HasSuffix(name, "_test.go") {
+				continue
 			}
+			f, err := parser.ParseFile(fset, name, nil, parser.ParseComments)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ast.Inspect(f, func(n ast.Node) bool {
+				ts, ok := n.(*ast.TypeSpec)
+				if !ok {
+					return true
+				}
+				st, ok := ts.Type.(*ast.StructType)
+				if !ok {
+					return true
+				}
+				for _, fld := range st.Fields.List {
+					doc := strings.TrimSpace(fld.Doc.Text() + " " + fld.Comment.Text())
+					for _, name := range fld.Names {
+						comments[pkgPath+"."+ts.Name.Name+"."+name.Name] = strings.Join(strings.Fields(doc), " ")
+					}
+				}
+				return true
+			})
 		}
 	}
 	var b strings.Builder
