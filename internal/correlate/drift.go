@@ -62,6 +62,9 @@ func (d *Detector) Run(ctx context.Context) error {
 		FilterSubjects: []string{"audit.aws.>", "audit.gcp.>", "audit.azure.>"}, MaxDeliver: -1,
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return fmt.Errorf("drift consumer: %w", err)
 	}
 	for ctx.Err() == nil {

@@ -58,9 +58,13 @@ func (f *Follower) defaults() {
 	}
 }
 
-// Run indexes until ctx ends.
+// Run indexes until ctx ends; it returns nil then, whatever it was doing.
 func (f *Follower) Run(ctx context.Context) error {
-	return f.run(ctx, false)
+	err := f.run(ctx, false)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
 
 // CatchUp indexes what the stream (and archive) holds now, then returns:

@@ -191,10 +191,16 @@ func (a *Archiver) Run(ctx context.Context) error {
 	// resume: the consumer is made afresh from there, so messages a killed
 	// run had fetched but not acknowledged come at once, not after AckWait.
 	if err := a.set.JS.DeleteConsumer(ctx, a.set.Stream, a.set.Consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return fmt.Errorf("archiver consumer: %w", err)
 	}
 	cons, err := a.set.JS.CreateConsumer(ctx, a.set.Stream, cfg)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return fmt.Errorf("archiver consumer: %w", err)
 	}
 	for ctx.Err() == nil {
