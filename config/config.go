@@ -68,10 +68,13 @@ type Archive struct {
 	// KeyFile holds the Ed25519 signer key (trailkeeper keygen); Key is
 	// the key itself (${env:…}). With neither, a key is generated at the
 	// first start in <data_dir>/archive.key, its verifier key beside it.
-	KeyFile      FilePath      `yaml:"key_file"`
-	Key          Secret        `yaml:"key"`
+	KeyFile FilePath `yaml:"key_file"`
+	Key     Secret   `yaml:"key"` // see key_file
+	// SegmentBytes and SegmentAge: a segment is cut at either size
+	// (uncompressed) or age, and at a UTC day boundary; the age bounds
+	// publish-to-archived latency.
 	SegmentBytes int           `yaml:"segment_bytes"`
-	SegmentAge   time.Duration `yaml:"segment_age"`
+	SegmentAge   time.Duration `yaml:"segment_age"` // see segment_bytes
 	// S3 stores the archive in a bucket with Object Lock instead of Dir.
 	S3 ArchiveS3 `yaml:"s3"`
 }
@@ -79,9 +82,9 @@ type Archive struct {
 // ArchiveS3 is an archive bucket. Credentials come from the AWS default
 // chain.
 type ArchiveS3 struct {
-	Bucket string `yaml:"bucket"`
-	Prefix string `yaml:"prefix"`
-	Region string `yaml:"region"`
+	Bucket string `yaml:"bucket"` // created with Object Lock enabled
+	Prefix string `yaml:"prefix"` // a key prefix inside the bucket
+	Region string `yaml:"region"` // the bucket's region
 	// EndpointURL for S3-compatible servers (path-style addressing).
 	EndpointURL string `yaml:"endpoint_url"`
 	// Mode is COMPLIANCE (no one can delete before retain-until) or
@@ -101,14 +104,18 @@ type Log struct {
 
 // NATS says where the stream lives. With no URL an embedded server runs.
 type NATS struct {
-	URL       string   `yaml:"url"`
+	// URL of an existing NATS server or cluster (nats://host:4222,
+	// comma-separated for several); empty runs the embedded server.
+	URL string `yaml:"url"`
+	// CredsFile is a NATS credentials file (JWT and nkey seed).
 	CredsFile FilePath `yaml:"creds_file"`
 	NKeyFile  FilePath `yaml:"nkey_file"` // a seed file for nkey authentication
-	User      string   `yaml:"user"`
-	Password  Secret   `yaml:"password"`
-	Token     Secret   `yaml:"token"`
-	TLS       TLS      `yaml:"tls"`
-	Embedded  Embedded `yaml:"embedded"`
+	// User and Password authenticate with a user and password.
+	User     string   `yaml:"user"`
+	Password Secret   `yaml:"password"` // with user
+	Token    Secret   `yaml:"token"`    // a NATS authentication token
+	TLS      TLS      `yaml:"tls"`
+	Embedded Embedded `yaml:"embedded"`
 	// SyncInterval is how long the server may hold written messages before
 	// fsync. The pipeline saves a cursor only this long after the last ack
 	// (DESIGN §2). Embedded: applied to the server. External: set it to the
@@ -118,13 +125,15 @@ type NATS struct {
 
 // TLS for an external NATS connection.
 type TLS struct {
-	CAFile   FilePath `yaml:"ca_file"`
-	CertFile FilePath `yaml:"cert_file"`
-	KeyFile  FilePath `yaml:"key_file"`
+	CAFile   FilePath `yaml:"ca_file"`   // PEM CAs that sign the server certificate
+	CertFile FilePath `yaml:"cert_file"` // PEM client certificate (mutual TLS)
+	KeyFile  FilePath `yaml:"key_file"`  // its PEM private key
 }
 
 // Embedded configures the in-process nats-server.
 type Embedded struct {
+	// Host the embedded server listens on for SIEM clients (keep it on
+	// loopback unless they need it).
 	Host string `yaml:"host"`
 	// Port for SIEM clients; -1 picks a free port, 0 disables the listener.
 	Port int `yaml:"port"`
@@ -136,13 +145,13 @@ type Embedded struct {
 
 // Stream configures the JetStream stream that holds everything.
 type Stream struct {
-	Name string `yaml:"name"`
+	Name string `yaml:"name"` // the stream's name
 	// DuplicateWindow must cover every re-poll overlap, or re-read records
 	// would be stored twice.
 	DuplicateWindow time.Duration `yaml:"duplicate_window"`
-	MaxAge          time.Duration `yaml:"max_age"` // 0 keeps forever
-	MaxBytes        int64         `yaml:"max_bytes"`
-	Replicas        int           `yaml:"replicas"`
+	MaxAge          time.Duration `yaml:"max_age"`   // 0 keeps forever
+	MaxBytes        int64         `yaml:"max_bytes"` // 0: no limit; the oldest messages go first
+	Replicas        int           `yaml:"replicas"`  // 1 embedded; 3 on a cluster
 }
 
 // Checkpoint configures where cursors are saved.
@@ -154,9 +163,11 @@ type Checkpoint struct {
 
 // Pipeline tunes the per-source loop.
 type Pipeline struct {
+	// RetryInitial and RetryMax bound the backoff of failed polls,
+	// publishes and cursor saves (each is retried on the same cursor).
 	RetryInitial    time.Duration `yaml:"retry_initial"`
-	RetryMax        time.Duration `yaml:"retry_max"`
-	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	RetryMax        time.Duration `yaml:"retry_max"`        // the longest wait between retries
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"` // how long a stop waits for the page in flight
 }
 
 // HTTP configures the metrics and health endpoint.
@@ -170,9 +181,9 @@ type HTTP struct {
 
 // SourceBase is what every source has. Collector configs embed it inline.
 type SourceBase struct {
-	Name         string        `yaml:"name"`
-	Type         string        `yaml:"type"`
-	PollInterval time.Duration `yaml:"poll_interval"`
+	Name         string        `yaml:"name"`          // unique; names its cursor, metrics and logs
+	Type         string        `yaml:"type"`          // the collector, one of the types below
+	PollInterval time.Duration `yaml:"poll_interval"` // how long to wait after a source is caught up
 }
 
 // Base returns the common fields; it lets Source.Settings be any collector

@@ -23,13 +23,13 @@ var clouds = []string{"AzurePublic", "AzureGovernment", "AzureChina"}
 // settings, DefaultAzureCredential (environment, workload identity,
 // managed identity, Azure CLI).
 type Access struct {
-	Cloud    string `yaml:"cloud"`
-	TenantID string `yaml:"tenant_id"`
-	ClientID string `yaml:"client_id"`
+	Cloud    string `yaml:"cloud"`     // AzurePublic, AzureGovernment or AzureChina
+	TenantID string `yaml:"tenant_id"` // the Entra tenant of the app
+	ClientID string `yaml:"client_id"` // the app (service principal) id
 	// One of these, with tenant_id and client_id, picks the credential.
 	ClientSecret              config.Secret   `yaml:"client_secret"`
-	ClientCertificate         config.FilePath `yaml:"client_certificate"` // PEM or PKCS#12
-	WorkloadIdentityTokenFile config.FilePath `yaml:"workload_identity_token_file"`
+	ClientCertificate         config.FilePath `yaml:"client_certificate"`           // PEM or PKCS#12
+	WorkloadIdentityTokenFile config.FilePath `yaml:"workload_identity_token_file"` // a federated token (Kubernetes workload identity)
 }
 
 var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
@@ -117,7 +117,7 @@ type BlobConfig struct {
 	// AccountURL is https://ACCOUNT.blob.core.windows.net (the credential
 	// above reads it: Storage Blob Data Reader), unless ConnectionString.
 	AccountURL       string        `yaml:"account_url"`
-	ConnectionString config.Secret `yaml:"connection_string"`
+	ConnectionString config.Secret `yaml:"connection_string"` // instead of account_url and a credential
 	// Container the diagnostic setting writes to.
 	Container string `yaml:"container"`
 	// Prefix narrows the blobs read (one subscription, say).

@@ -31,9 +31,9 @@ type Access struct {
 	RoleARN string `yaml:"role_arn"`
 	// RoleARNs lists roles explicitly instead; their accounts are read.
 	RoleARNs       []string      `yaml:"role_arns"`
-	ExternalID     config.Secret `yaml:"external_id"`
-	SessionName    string        `yaml:"session_name"`
-	SourceIdentity string        `yaml:"source_identity"`
+	ExternalID     config.Secret `yaml:"external_id"`     // the roles' sts:ExternalId condition
+	SessionName    string        `yaml:"session_name"`    // of the assumed-role sessions (default trailkeeper)
+	SourceIdentity string        `yaml:"source_identity"` // set on the sessions, visible in the accounts' own trails
 	// Regions to read, or [all_enabled] (ec2:DescribeRegions per account).
 	Regions []string `yaml:"regions"`
 	// Profile of the shared AWS config to start from; empty: the default
@@ -153,7 +153,7 @@ type S3Config struct {
 	// (AWSLogs/[org/]<account>/CloudTrail/<region>/…). RoleARN, if set, is
 	// the one role that reads the bucket (the log-archive account's).
 	Access `yaml:",inline"`
-	Bucket string `yaml:"bucket"`
+	Bucket string `yaml:"bucket"` // the trail's bucket
 	// Prefix is the trail's S3 key prefix, if it has one.
 	Prefix string `yaml:"prefix"`
 	// OrgID (o-…) for an organization trail's layout.
