@@ -1,0 +1,164 @@
+package lease_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/trailkeeper/trailkeeper/internal/embednats/embednatstest"
+	"github.com/trailkeeper/trailkeeper/internal/lease"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const ttl = 1500 * time.Millisecond
+
+func managers(t *testing.T, names ...string) []*lease.Manager {
+	t.Helper()
+	_, _, js := embednatstest.Start(t)
+	var out []*lease.Manager
+	for _, n := range names {
+		m, err := lease.Open(context.Background(), js, lease.Settings{Holder: n, TTL: ttl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func TestOneHolderTakeoverAndFencing(t *testing.T) {
+	ctx := context.Background()
+	ms := managers(t, "a", "b")
+	a, b := ms[0], ms[1]
+	la, err := a.Acquire(ctx, "aws.123.us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Acquire(ctx, "aws.123.us-east-1"); !errors.Is(err, lease.ErrHeld) {
+		t.Fatalf("b took a held lease: %v", err)
+	}
+	// Renewing keeps it past its TTL.
+	for range 4 {
+		time.Sleep(ttl / 2)
+		if err := la.Renew(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.Acquire(ctx, "aws.123.us-east-1"); !errors.Is(err, lease.ErrHeld) {
+		t.Fatalf("b took a renewed lease: %v", err)
+	}
+	// a pauses past its TTL: b takes over (within 2 TTLs: the server
+	// expires entries on a timer), and a is fenced off.
+	paused := time.Now()
+	var lb *lease.Lease
+	for {
+		if lb, err = b.Acquire(ctx, "aws.123.us-east-1"); err == nil {
+			break
+		}
+		if !errors.Is(err, lease.ErrHeld) || time.Since(paused) > 2*ttl {
+			t.Fatalf("b could not take an expired lease %s after its last renewal: %v", time.Since(paused), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if time.Since(paused) < ttl {
+		t.Errorf("b took the lease %s after a's renewal, inside its TTL", time.Since(paused))
+	}
+	if err := la.Check(ctx); !errors.Is(err, lease.ErrLost) {
+		t.Errorf("the paused holder passes the fence: %v", err)
+	}
+	if err := la.Renew(ctx); !errors.Is(err, lease.ErrLost) {
+		t.Errorf("the paused holder renewed: %v", err)
+	}
+	if err := la.Release(ctx); err != nil {
+		t.Errorf("a stale release: %v", err)
+	}
+	if h, _ := a.Holder(ctx, "aws.123.us-east-1"); h != "b" {
+		t.Errorf("a's stale release dropped b's lease: holder %q", h)
+	}
+	if err := lb.Check(ctx); err != nil {
+		t.Errorf("b: %v", err)
+	}
+	// Released, it is free at once.
+	if err := lb.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Acquire(ctx, "aws.123.us-east-1"); err != nil {
+		t.Errorf("a released lease could not be taken: %v", err)
+	}
+}
+
+// A holder restarted within the TTL takes its own lease back.
+func TestReacquireOwn(t *testing.T) {
+	ctx := context.Background()
+	m := managers(t, "a")[0]
+	l1, err := m.Acquire(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2, err := m.Acquire(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l2.Revision <= l1.Revision {
+		t.Errorf("revision %d after %d", l2.Revision, l1.Revision)
+	}
+	if err := l1.Check(ctx); !errors.Is(err, lease.ErrLost) {
+		t.Errorf("the first incarnation still passes the fence: %v", err)
+	}
+}
+
+// Many daemons racing for the same sources: each is owned exactly once.
+func TestRaceOwnedOnce(t *testing.T) {
+	ctx := context.Background()
+	ms := managers(t, "a", "b", "c")
+	keys := []string{"s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8"}
+	owners := make([]atomic.Int32, len(keys))
+	var wg sync.WaitGroup
+	for _, m := range ms {
+		for i, k := range keys {
+			wg.Go(func() {
+				if _, err := m.Acquire(ctx, k); err == nil {
+					owners[i].Add(1)
+				} else if !errors.Is(err, lease.ErrHeld) {
+					t.Error(err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	for i := range keys {
+		if n := owners[i].Load(); n != 1 {
+			t.Errorf("%s has %d owners", keys[i], n)
+		}
+	}
+}
+
+// Keep holds a lease while it runs and releases it when stopped.
+func TestKeep(t *testing.T) {
+	ms := managers(t, "a", "b")
+	l, err := ms[0].Acquire(context.Background(), "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.Keep(ctx, func(err error) { t.Errorf("lost: %v", err) })
+	}()
+	time.Sleep(3 * ttl)
+	if _, err := ms[1].Acquire(context.Background(), "k"); !errors.Is(err, lease.ErrHeld) {
+		t.Errorf("a kept lease was taken: %v", err)
+	}
+	cancel()
+	<-done
+	if _, err := ms[1].Acquire(context.Background(), "k"); err != nil {
+		t.Errorf("a released lease could not be taken: %v", err)
+	}
+}
