@@ -10,12 +10,14 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,9 +121,10 @@ func TestEmbeddedEndToEnd(t *testing.T) {
 data_dir: %s
 nats: {embedded: {port: -1}}
 http: {listen: "127.0.0.1:0"}
+archive: {dir: %s/archive, segment_age: 100ms}
 sources:
   - {name: s, type: files, path: %s, poll_interval: 50ms}
-`, data, sampleDir(t)))
+`, data, data, sampleDir(t)))
 	addrs, stop := start(t, cfg)
 	defer stop()
 
@@ -149,6 +152,24 @@ sources:
 		if resp != nil {
 			resp.Body.Close()
 		}
+	}
+	// Progress metrics, read while the archiver and index run (-race).
+	deadlineM := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addrs.HTTP + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(b), fmt.Sprintf("trailkeeper_archive_sequence %d", sampleRecords+1)) &&
+			strings.Contains(string(b), "trailkeeper_stream_sequence") && strings.Contains(string(b), "trailkeeper_index_sequence") {
+			break
+		}
+		if time.Now().After(deadlineM) {
+			t.Fatalf("progress metrics never showed the archive complete:\n%s", b)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	// The on-call index follows the stream: every event, no dead letter.
 	deadline := time.Now().Add(10 * time.Second)

@@ -75,16 +75,11 @@ type Archiver struct {
 type Progress struct {
 	Leaves      int64     // in the log
 	LastSeq     uint64    // the last stream sequence archived
-	CommittedAt time.Time // of the newest segment, by this process ("" before its first)
+	CommittedAt time.Time // of the newest segment, by this process (zero before its first)
 }
 
 // Progress returns the archive's progress; safe from any goroutine.
-func (a *Archiver) Progress() Progress {
-	if p := a.progress.Load(); p != nil {
-		return *p
-	}
-	return Progress{Leaves: a.next, LastSeq: a.lastSeq}
-}
+func (a *Archiver) Progress() Progress { return *a.progress.Load() }
 
 // NewArchiver loads the archive's state from its newest manifest.
 func NewArchiver(ctx context.Context, set Settings) (*Archiver, error) {
@@ -111,6 +106,9 @@ func NewArchiver(ctx context.Context, set Settings) (*Archiver, error) {
 	if err := a.load(ctx); err != nil {
 		return nil, err
 	}
+	// What the archive held at start (lastSeq counts buffered messages
+	// later; Progress only committed ones).
+	a.progress.Store(&Progress{Leaves: a.next, LastSeq: a.lastSeq})
 	return a, nil
 }
 
