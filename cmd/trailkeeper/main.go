@@ -75,11 +75,10 @@ func runCmd() *cobra.Command {
 		Short: "Run the daemon",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(file, registry.Default)
+			cfg, log, err := loadConfig(file)
 			if err != nil {
 				return err
 			}
-			log := newLogger(cfg.Log, os.Stderr)
 			httpapi.Version, _, _ = buildInfo()
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -251,6 +250,15 @@ func buildInfo() (v, c, goVersion string) {
 		}
 	}
 	return v, c, goVersion
+}
+
+// loadConfig loads and validates a config file, and makes its logger.
+func loadConfig(file string) (*config.Config, *slog.Logger, error) {
+	cfg, err := config.Load(file, registry.Default)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, newLogger(cfg.Log, os.Stderr), nil
 }
 
 func newLogger(c config.Log, w io.Writer) *slog.Logger {

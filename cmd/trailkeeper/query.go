@@ -14,8 +14,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/trailkeeper/trailkeeper/collectors/registry"
-	"github.com/trailkeeper/trailkeeper/config"
 	"github.com/trailkeeper/trailkeeper/internal/daemon"
 	"github.com/trailkeeper/trailkeeper/internal/httpapi"
 	"github.com/trailkeeper/trailkeeper/internal/index"
@@ -338,11 +336,10 @@ func reindexCmd() *cobra.Command {
 		Short: "Rebuild the change index from the stream (and the archive for what the stream no longer holds); stop the daemon first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(file, registry.Default)
+			cfg, log, err := loadConfig(file)
 			if err != nil {
 				return err
 			}
-			log := newLogger(cfg.Log, os.Stderr)
 			start := time.Now()
 			st, err := daemon.Reindex(cmd.Context(), cfg, fromArchive, log)
 			if err != nil {

@@ -178,7 +178,7 @@ func Run(ctx context.Context, set Settings) (Report, error) {
 			return r, err
 		}
 	}
-	if err := stages(ctx, &r, set, runs, env); err != nil {
+	if err := stages(ctx, &r, set, corpus, runs, env); err != nil {
 		return r, err
 	}
 	r.StagesPeakRSSMB = peakRSSMB()
@@ -271,8 +271,7 @@ func readAll(ctx context.Context, dir string, fn func(collectors.Record)) (int, 
 }
 
 // stages measures each stage alone on the same records.
-func stages(ctx context.Context, r *Report, set Settings, runs *correlate.Registry, env *natsEnv) error {
-	corpus := Corpus{Dir: filepath.Join(set.WorkDir, "corpus")}
+func stages(ctx context.Context, r *Report, set Settings, corpus Corpus, runs *correlate.Registry, env *natsEnv) error {
 	// decode: the files collector reading every file (gunzip, split).
 	var sample []collectors.Record
 	var n int
@@ -558,12 +557,12 @@ func archiveAll(ctx context.Context, env *natsEnv, stream, dir string, set Setti
 	var runErr error
 	wg.Go(func() { runErr = a.Run(actx) })
 	defer func() { cancel(); wg.Wait() }()
-	p := &progress{st: store}
+	tail := &worm.Tail{Store: store}
 	for {
-		if err := p.update(ctx); err != nil {
+		if err := tail.Update(ctx); err != nil {
 			return nil, err
 		}
-		if p.last >= seq {
+		if tail.LastSeq >= seq {
 			return store, nil
 		}
 		select {
@@ -574,23 +573,6 @@ func archiveAll(ctx context.Context, env *natsEnv, stream, dir string, set Setti
 		if runErr != nil {
 			return nil, runErr
 		}
-	}
-}
-
-// progress follows an archive's manifests without reading old ones again.
-type progress struct {
-	st   worm.Store
-	last uint64 // last sequence archived
-	n    int64  // leaves
-}
-
-func (p *progress) update(ctx context.Context) error {
-	for {
-		m, ok, err := worm.ReadSegmentManifest(ctx, p.st, p.n)
-		if err != nil || !ok {
-			return err
-		}
-		p.last, p.n = m.LastSeq, m.LastLeaf+1
 	}
 }
 

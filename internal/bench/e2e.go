@@ -80,9 +80,9 @@ func endToEnd(ctx context.Context, r *Report, set Settings, corpus Corpus, runs 
 		}
 	}
 	follower := &index.Follower{Index: ix, JS: env.js, Stream: stream, Archive: store}
-	var prog *progress
+	var tail *worm.Tail
 	if store != nil {
-		prog = &progress{st: store}
+		tail = &worm.Tail{Store: store}
 	}
 
 	rctx, cancel := context.WithCancel(ctx)
@@ -143,12 +143,12 @@ func endToEnd(ctx context.Context, r *Report, set Settings, corpus Corpus, runs 
 			return err
 		}
 		archivedSeq := last
-		if prog != nil {
-			if err := prog.update(ctx); err != nil {
+		if tail != nil {
+			if err := tail.Update(ctx); err != nil {
 				stop()
 				return err
 			}
-			archivedSeq = prog.last
+			archivedSeq = tail.LastSeq
 		}
 		if indexed >= last && archivedSeq >= last {
 			done = time.Since(start)
@@ -184,7 +184,7 @@ func endToEnd(ctx context.Context, r *Report, set Settings, corpus Corpus, runs 
 	r.IndexBytesPerRecord = float64(st.Bytes) / float64(set.Records)
 	r.StreamBytesPerRecord = float64(du(env.dir)) / float64(set.Records)
 	if store != nil {
-		r.Archived = prog.n
+		r.Archived = tail.Leaves
 		r.ArchiveBytesPerRecord = float64(du(archiveDir)) / float64(set.Records)
 		if r.LatencyP50Ms, r.LatencyP99Ms, err = latency(ctx, store, archiveDir); err != nil {
 			return err

@@ -310,3 +310,36 @@ func FuzzParseWhen(f *testing.F) {
 		}
 	})
 }
+
+// The page's auto search: a run key opens the run, a resource lists its
+// changes, anything else is tried as an actor.
+func TestAutoSearch(t *testing.T) {
+	env := httpapitest.Start(t, 300, "")
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	page := func(q string) (int, string, string) {
+		resp, err := noFollow.Get(env.URL + "/?q=" + url.QueryEscape(q))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("Location"), string(b)
+	}
+	if code, loc, _ := page("gh:org/infra:0"); code != 303 || loc != "/runs/"+url.PathEscape("gh:org/infra:0") {
+		t.Errorf("a run key: %d %q", code, loc)
+	}
+	c := indextest.At(7, 300)
+	if code, _, body := page(c.Name); code != 200 || !strings.Contains(body, c.UID) || strings.Contains(body, "No resource matches") {
+		t.Errorf("a resource: %d", code)
+	}
+	actor := indextest.At(2, 300).Actor
+	code, _, body := page(actor)
+	if code != 200 || !strings.Contains(body, "No resource matches") || strings.Count(body, `class="change `) == 0 {
+		t.Errorf("an actor: %d", code)
+	}
+	for _, l := range strings.Split(body, "\n") {
+		if strings.Contains(l, "<td title=") && !strings.Contains(l, actor) {
+			t.Errorf("a row by another actor: %s", l)
+		}
+	}
+}

@@ -135,6 +135,9 @@ func (q *Query) listPage(w http.ResponseWriter, r *http.Request) {
 	v := r.URL.Query()
 	f := form{Q: strings.TrimSpace(v.Get("q")), By: v.Get("by"), Cloud: v.Get("cloud"), Account: v.Get("account"), Since: v.Get("since"),
 		Mutating: v.Get("mutating") == "true", Failures: v.Get("failures") == "true", Drift: v.Get("drift") == "true"}
+	if f.By == "" {
+		f.By = "auto"
+	}
 	iq := index.Query{Cloud: f.Cloud, Account: strings.TrimSpace(f.Account), Drift: f.Drift, Cursor: v.Get("cursor"), Limit: 100}
 	if f.Mutating {
 		t := true
@@ -154,6 +157,8 @@ func (q *Query) listPage(w http.ResponseWriter, r *http.Request) {
 		iq.Since = t
 	}
 	ctx := r.Context()
+	var found *index.Page[index.Change] // the auto search's resource page, when it is the answer
+	var ferr error
 	switch by := f.By; {
 	case f.Q == "":
 	case by == "run" || by == "auto" && q.isRun(ctx, f.Q):
@@ -165,7 +170,9 @@ func (q *Query) listPage(w http.ResponseWriter, r *http.Request) {
 		iq.Resource = f.Q
 	default: // auto: a resource, else an actor
 		iq.Resource = f.Q
-		if pg, err := q.Index.Changes(ctx, iq); err == nil && len(pg.Items) == 0 && iq.Cursor == "" {
+		if first, err := q.Index.Changes(ctx, iq); err != nil || len(first.Items) > 0 || iq.Cursor != "" {
+			found, ferr = &first, err
+		} else {
 			iq.Resource, iq.Actor = "", f.Q
 			p.Notice = "No resource matches " + f.Q + "; showing changes by actors that match it."
 		}
@@ -173,7 +180,13 @@ func (q *Query) listPage(w http.ResponseWriter, r *http.Request) {
 	if f.Q != "" {
 		p.Title = f.Q
 	}
-	pg, err := q.Index.Changes(ctx, iq)
+	var pg index.Page[index.Change]
+	var err error
+	if found != nil {
+		pg, err = *found, ferr // the auto search's first try is the answer
+	} else {
+		pg, err = q.Index.Changes(ctx, iq)
+	}
 	if err != nil {
 		p.Error = err.Error()
 		q.render(w, r, statusOf(err), "list", p)

@@ -240,3 +240,22 @@ func ReadLeaves(ctx context.Context, st Store, fn func(Leaf) error) error {
 		n = seg.Manifest.LastLeaf + 1
 	}
 }
+
+// Tail follows how far an archive has come, reading each manifest once,
+// by key: for waiting on the archiver (tests, the bench) without listing.
+type Tail struct {
+	Store   Store
+	Leaves  int64  // in the log so far
+	LastSeq uint64 // the last stream sequence archived
+}
+
+// Update reads the manifests stored since the last call.
+func (t *Tail) Update(ctx context.Context) error {
+	for {
+		m, ok, err := ReadSegmentManifest(ctx, t.Store, t.Leaves)
+		if err != nil || !ok {
+			return err
+		}
+		t.Leaves, t.LastSeq = m.LastLeaf+1, m.LastSeq
+	}
+}

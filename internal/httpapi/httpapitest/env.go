@@ -124,18 +124,12 @@ func archive(t testing.TB, js natsjs.JetStream, store worm.Store, signer note.Si
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(time.Minute)
+	tail := &worm.Tail{Store: store}
 	for {
-		var last uint64
-		for n := int64(0); ; {
-			seg, ok, err := worm.ReadSegment(ctx, store, n)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !ok {
-				break
-			}
-			last, n = seg.Manifest.LastSeq, seg.Manifest.LastLeaf+1
+		if err := tail.Update(ctx); err != nil {
+			t.Fatal(err)
 		}
+		last := tail.LastSeq
 		if last >= info.State.LastSeq {
 			return
 		}
