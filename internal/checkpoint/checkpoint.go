@@ -25,9 +25,9 @@ type Store interface {
 
 var errEmptyKey = errors.New("checkpoint: empty key")
 
-// escapeKey maps any key to [-_.A-Za-z0-9=]+, reversibly: every other byte,
+// EscapeKey maps any key to [-_.A-Za-z0-9=]+, reversibly: every other byte,
 // and '=' itself, becomes =XX. It suits KV keys and file names alike.
-func escapeKey(key string) string {
+func EscapeKey(key string) string {
 	const hex = "0123456789ABCDEF"
 	var b strings.Builder
 	for i := 0; i < len(key); i++ {

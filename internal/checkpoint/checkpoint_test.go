@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,18 +109,69 @@ func TestFileStoreLeavesNoTempFiles(t *testing.T) {
 func TestEscapeKey(t *testing.T) {
 	seen := map[string]string{}
 	for _, k := range []string{"a", "a=", "a=3D", "a/b", "a_b", "a.b", ".a", "a.", "a..b", "é"} {
-		e := escapeKey(k)
+		e := EscapeKey(k)
 		for _, c := range e {
 			if !strings.ContainsRune("-_.=", c) && !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-				t.Errorf("escapeKey(%q) = %q holds %q", k, e, c)
+				t.Errorf("EscapeKey(%q) = %q holds %q", k, e, c)
 			}
 		}
 		if strings.HasPrefix(e, ".") || strings.HasSuffix(e, ".") || strings.Contains(e, "..") {
-			t.Errorf("escapeKey(%q) = %q is not a valid KV key", k, e)
+			t.Errorf("EscapeKey(%q) = %q is not a valid KV key", k, e)
 		}
 		if prev, dup := seen[e]; dup {
 			t.Errorf("%q and %q both escape to %q", prev, k, e)
 		}
 		seen[e] = k
+	}
+}
+
+// A claim fences every earlier owner: a paused old owner that wakes and
+// saves the cursor it had gets ErrFenced, and the new owner's progress
+// stands.
+func TestClaimFencesOlderOwner(t *testing.T) {
+	ctx := context.Background()
+	_, _, js := embednatstest.Start(t)
+	s, err := NewKV(ctx, js, KVConfig{Bucket: "cursors"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const key = "aws/123456789012/us-east-1"
+	a, err := s.Claim(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := a.Load(ctx, key); c != nil {
+		t.Fatalf("a new key's claimed cursor = %q, want nil", c)
+	}
+	if c, _ := s.Load(ctx, key); c != nil {
+		t.Fatalf("a claimed, never saved key loads %q, want nil", c)
+	}
+	if err := a.Save(ctx, key, []byte("a1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Save(ctx, key, []byte("a2")); err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Claim(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := b.Load(ctx, key); string(c) != "a2" {
+		t.Fatalf("b claimed %q, want a's last save a2", c)
+	}
+	if err := a.Save(ctx, key, []byte("a1-stale")); !errors.Is(err, ErrFenced) {
+		t.Fatalf("the old owner's save = %v, want ErrFenced", err)
+	}
+	if err := b.Save(ctx, key, []byte("b1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Save(ctx, key, []byte("a1-stale")); !errors.Is(err, ErrFenced) {
+		t.Fatalf("the old owner's save = %v, want ErrFenced", err)
+	}
+	if c, _ := s.Load(ctx, key); string(c) != "b1" {
+		t.Fatalf("cursor = %q, want b1", c)
+	}
+	if _, err := b.Load(ctx, "other"); err == nil {
+		t.Error("a claim served another key")
 	}
 }

@@ -24,7 +24,7 @@ func NewFile(dir string) (*File, error) {
 	return &File{dir: dir}, nil
 }
 
-func (s *File) path(key string) string { return filepath.Join(s.dir, escapeKey(key)+".cursor") }
+func (s *File) path(key string) string { return filepath.Join(s.dir, EscapeKey(key)+".cursor") }
 
 // Load implements Store.
 func (s *File) Load(_ context.Context, key string) ([]byte, error) {

@@ -1,36 +1,45 @@
-// Package lease is source ownership across a fleet of daemons: one key per
-// source stream in a JetStream KV bucket whose entries expire after the
-// lease's TTL. A daemon takes a lease with compare-and-set, renews it well
-// inside the TTL, and drops it on shutdown; a lease whose holder died
-// expires and another daemon takes it. The lease's revision is its fencing
-// token: a holder that was paused past its TTL finds, at its next renewal
-// or check, that the revision moved on, and must stop before writing.
+// Package lease is ownership across a fleet of daemons: one key per owned
+// thing (a source stream, a singleton role) in a JetStream KV bucket whose
+// entries expire after the lease's TTL. A daemon takes a lease with
+// compare-and-set, renews it well inside the TTL, and drops it on
+// shutdown; a lease whose holder died expires and another daemon takes it.
 //
-// This is the primitive of issue 12; spreading sources across daemons and
-// fencing cursor saves with it are built on top.
+// Two fences keep an old holder from acting after another took over:
+// Valid, a local deadline a safe margin before the server can expire the
+// lease (no network call, so a daemon that was paused past it stops before
+// it polls again), and the revision, which a holder that was paused finds
+// moved at its next renewal or Check. What the lease guards should carry
+// its own compare-and-set too (checkpoint.KV.Claim does for cursors).
 package lease
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	tkjs "github.com/trailkeeper/trailkeeper/sink/jetstream"
 )
 
 // Settings of a lease manager.
 type Settings struct {
-	Bucket   string        // default trailkeeper-leases
-	Holder   string        // this daemon's unique name
-	TTL      time.Duration // default 15 s; renew at a third of it
-	Replicas int           // of the bucket; default 1
+	Bucket    string        // default trailkeeper-leases
+	Holder    string        // this daemon's unique name
+	TTL       time.Duration // default 15 s; renewed every quarter of it
+	Replicas  int           // of the bucket; default 1
+	Placement tkjs.Placement
 }
 
 // Manager takes and keeps leases for one holder.
 type Manager struct {
-	kv  jetstream.KeyValue
-	set Settings
+	kv     jetstream.KeyValue
+	holder string
+	ttl    time.Duration
+	now    func() time.Time
 }
 
 // Errors a lease operation returns.
@@ -42,8 +51,8 @@ var (
 	ErrLost = errors.New("lease: lost")
 )
 
-// Open makes (or opens) the bucket. Every daemon of a fleet must use the
-// same TTL: it is the bucket's.
+// Open makes (or opens) a bucket of its own; see New. Every daemon of a
+// fleet must use the same TTL: it is the bucket's.
 func Open(ctx context.Context, js jetstream.JetStream, set Settings) (*Manager, error) {
 	if set.Bucket == "" {
 		set.Bucket = "trailkeeper-leases"
@@ -51,86 +60,158 @@ func Open(ctx context.Context, js jetstream.JetStream, set Settings) (*Manager, 
 	if set.TTL <= 0 {
 		set.TTL = 15 * time.Second
 	}
-	if set.Replicas <= 0 {
-		set.Replicas = 1
+	kv, err := tkjs.EnsureKV(ctx, js, tkjs.KVConfig{Bucket: set.Bucket, Description: "trailkeeper leases", TTL: set.TTL, Replicas: set.Replicas, Placement: set.Placement})
+	if err != nil {
+		return nil, fmt.Errorf("lease: %w", err)
 	}
-	if set.Holder == "" {
+	return New(kv, set.Holder, set.TTL)
+}
+
+// New returns a manager of leases in kv, a bucket whose entries expire
+// after ttl (the bucket's TTL: the lease's length is the server's).
+func New(kv jetstream.KeyValue, holder string, ttl time.Duration) (*Manager, error) {
+	if holder == "" {
 		return nil, errors.New("lease: a holder name is required")
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: set.Bucket, Description: "trailkeeper source leases", History: 1, TTL: set.TTL, Replicas: set.Replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("lease bucket %s: %w", set.Bucket, err)
+	if ttl <= 0 {
+		return nil, errors.New("lease: a TTL is required")
 	}
-	return &Manager{kv: kv, set: set}, nil
+	return &Manager{kv: kv, holder: holder, ttl: ttl, now: time.Now}, nil
 }
 
 // TTL is how long a lease lives without renewal.
-func (m *Manager) TTL() time.Duration { return m.set.TTL }
+func (m *Manager) TTL() time.Duration { return m.ttl }
 
-// Lease is one held lease.
+// Holder is this manager's holder name.
+func (m *Manager) Holder() string { return m.holder }
+
+// Record is what a lease's entry holds.
+type Record struct {
+	Holder string    `json:"holder"`
+	Since  time.Time `json:"since"` // when this holder took it
+}
+
+// Lease is one held lease. Revision and Since are read by the goroutine
+// that renews it; Valid is safe from any goroutine.
 type Lease struct {
 	Key      string
-	Revision uint64 // the fencing token: changes at every renewal
+	Revision uint64 // changes at every renewal
+	Since    time.Time
 	m        *Manager
+
+	mu         sync.Mutex
+	validUntil time.Time
+}
+
+// margin is how long before the server may expire a lease its holder
+// stops trusting it: time to abort the work it guards.
+func (m *Manager) margin() time.Duration { return m.ttl / 4 }
+
+func (m *Manager) record(since time.Time) []byte {
+	b, _ := json.Marshal(Record{Holder: m.holder, Since: since.UTC()})
+	return b
 }
 
 // Acquire takes the lease on key, or returns ErrHeld. A lease this holder
-// already has (a restart faster than the TTL) is taken back.
+// already has is taken back (with a new revision).
 func (m *Manager) Acquire(ctx context.Context, key string) (*Lease, error) {
-	rev, err := m.kv.Create(ctx, key, []byte(m.set.Holder))
-	if err == nil {
-		return &Lease{Key: key, Revision: rev, m: m}, nil
+	for {
+		sent := m.now()
+		rev, err := m.kv.Create(ctx, key, m.record(sent))
+		if err == nil {
+			l := &Lease{Key: key, Revision: rev, Since: sent, m: m}
+			l.extend(sent)
+			return l, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, fmt.Errorf("lease %s: %w", key, err)
+		}
+		e, err := m.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // expired or released between the two calls
+		}
+		if err != nil {
+			return nil, fmt.Errorf("lease %s: %w", key, err)
+		}
+		r := decode(e.Value())
+		if r.Holder != m.holder {
+			return nil, fmt.Errorf("%w: %s holds %s", ErrHeld, r.Holder, key)
+		}
+		l := &Lease{Key: key, Revision: e.Revision(), Since: r.Since, m: m}
+		if err := l.Renew(ctx); err != nil {
+			return nil, err
+		}
+		return l, nil
 	}
-	if !errors.Is(err, jetstream.ErrKeyExists) {
-		return nil, fmt.Errorf("lease %s: %w", key, err)
-	}
-	e, err := m.kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return m.Acquire(ctx, key) // expired between the two calls
-	}
-	if err != nil {
-		return nil, fmt.Errorf("lease %s: %w", key, err)
-	}
-	if string(e.Value()) != m.set.Holder {
-		return nil, fmt.Errorf("%w: %s holds %s", ErrHeld, e.Value(), key)
-	}
-	l := &Lease{Key: key, Revision: e.Revision(), m: m}
-	if err := l.Renew(ctx); err != nil {
-		return nil, err
-	}
-	return l, nil
 }
 
-// Holder returns who holds key, or "" when nobody does.
-func (m *Manager) Holder(ctx context.Context, key string) (string, error) {
+func decode(b []byte) Record {
+	var r Record
+	if json.Unmarshal(b, &r) != nil {
+		r.Holder = string(b) // written by something else: show it as it is
+	}
+	return r
+}
+
+// Get returns key's lease record and its last write (renewal) time, or
+// false when nobody holds it.
+func (m *Manager) Get(ctx context.Context, key string) (Record, time.Time, bool, error) {
 	e, err := m.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return "", nil
+		return Record{}, time.Time{}, false, nil
 	}
 	if err != nil {
-		return "", err
+		return Record{}, time.Time{}, false, err
 	}
-	return string(e.Value()), nil
+	return decode(e.Value()), e.Created(), true, nil
+}
+
+// extend moves the local deadline to margin before the server's earliest
+// expiry: the server counts the TTL from when it stored the write, which
+// is after sent.
+func (l *Lease) extend(sent time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.validUntil = sent.Add(l.m.ttl - l.m.margin())
+}
+
+// Valid returns nil while the lease is surely still this holder's, by the
+// local clock alone; ErrLost from margin before the server may expire it.
+func (l *Lease) Valid() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m.now().Before(l.validUntil) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s not renewed in time", ErrLost, l.Key)
+}
+
+// expire makes Valid fail from now on.
+func (l *Lease) expire() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.validUntil = time.Time{}
 }
 
 // Renew extends the lease by a TTL; ErrLost when it expired or another
 // holder took it (compare-and-set on the revision).
 func (l *Lease) Renew(ctx context.Context) error {
-	rev, err := l.m.kv.Update(ctx, l.Key, []byte(l.m.set.Holder), l.Revision)
+	sent := l.m.now()
+	rev, err := l.m.kv.Update(ctx, l.Key, l.m.record(l.Since), l.Revision)
 	if err != nil {
-		if isWrongRevision(err) {
+		if isWrongRevision(err) || errors.Is(err, jetstream.ErrKeyNotFound) {
+			l.expire()
 			return fmt.Errorf("%w: %s", ErrLost, l.Key)
 		}
 		return fmt.Errorf("lease %s: renew: %w", l.Key, err)
 	}
 	l.Revision = rev
+	l.extend(sent)
 	return nil
 }
 
 // Check returns nil while the lease is still this holder's at its
-// revision: the fence to pass before writing what the lease guards.
+// revision, as the server sees it.
 func (l *Lease) Check(ctx context.Context) error {
 	e, err := l.m.kv.Get(ctx, l.Key)
 	switch {
@@ -139,7 +220,7 @@ func (l *Lease) Check(ctx context.Context) error {
 	case err != nil:
 		return fmt.Errorf("lease %s: %w", l.Key, err)
 	case e.Revision() != l.Revision:
-		return fmt.Errorf("%w: %s is now %s's", ErrLost, l.Key, e.Value())
+		return fmt.Errorf("%w: %s is now %s's", ErrLost, l.Key, decode(e.Value()).Holder)
 	}
 	return nil
 }
@@ -147,6 +228,7 @@ func (l *Lease) Check(ctx context.Context) error {
 // Release drops the lease, if it is still this holder's, so that another
 // daemon can take it at once.
 func (l *Lease) Release(ctx context.Context) error {
+	l.expire()
 	err := l.m.kv.Purge(ctx, l.Key, jetstream.LastRevision(l.Revision))
 	if err != nil && !isWrongRevision(err) && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("lease %s: release: %w", l.Key, err)
@@ -154,36 +236,38 @@ func (l *Lease) Release(ctx context.Context) error {
 	return nil
 }
 
-// Keep renews the lease every third of its TTL until ctx ends (then it
-// releases it) or the lease is lost (then it calls lost and returns). A
+// Keep renews the lease every quarter of its TTL until ctx ends or the
+// lease is lost; then it calls lost (once, with the reason) and returns.
+// It does not release the lease: the caller stops the work first. A
 // renewal that fails for another reason (NATS unreachable) is retried
-// until a TTL has passed since the last good one: by then another daemon
-// may hold it, so it is lost too.
+// every second while Valid holds; after that the lease is lost, a margin
+// before another daemon can take it.
 func (l *Lease) Keep(ctx context.Context, lost func(error)) {
-	t := time.NewTicker(l.m.set.TTL / 3)
+	every := l.m.ttl / 4
+	t := time.NewTimer(every)
 	defer t.Stop()
-	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			_ = l.Release(rctx)
-			cancel()
 			return
 		case <-t.C:
-			err := l.Renew(ctx)
-			switch {
-			case err == nil:
-				last = time.Now()
-			case ctx.Err() != nil:
-			case errors.Is(err, ErrLost):
-				lost(err)
-				return
-			case time.Since(last) >= l.m.set.TTL:
-				lost(fmt.Errorf("%w: %s not renewed for %s: %v", ErrLost, l.Key, l.m.set.TTL, err))
-				return
-			}
 		}
+		err := l.Renew(ctx)
+		switch {
+		case err == nil:
+			t.Reset(every)
+			continue
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, ErrLost):
+			lost(err)
+			return
+		}
+		if verr := l.Valid(); verr != nil {
+			lost(fmt.Errorf("%w (last renewal: %v)", verr, err))
+			return
+		}
+		t.Reset(min(time.Second, every))
 	}
 }
 

@@ -72,14 +72,17 @@ func TestOneHolderTakeoverAndFencing(t *testing.T) {
 	if err := la.Check(ctx); !errors.Is(err, lease.ErrLost) {
 		t.Errorf("the paused holder passes the fence: %v", err)
 	}
+	if err := la.Valid(); !errors.Is(err, lease.ErrLost) {
+		t.Errorf("the paused holder's lease is still valid by its clock: %v", err)
+	}
 	if err := la.Renew(ctx); !errors.Is(err, lease.ErrLost) {
 		t.Errorf("the paused holder renewed: %v", err)
 	}
 	if err := la.Release(ctx); err != nil {
 		t.Errorf("a stale release: %v", err)
 	}
-	if h, _ := a.Holder(ctx, "aws.123.us-east-1"); h != "b" {
-		t.Errorf("a's stale release dropped b's lease: holder %q", h)
+	if r, _, _, _ := a.Get(ctx, "aws.123.us-east-1"); r.Holder != "b" {
+		t.Errorf("a's stale release dropped b's lease: holder %q", r.Holder)
 	}
 	if err := lb.Check(ctx); err != nil {
 		t.Errorf("b: %v", err)
@@ -139,7 +142,7 @@ func TestRaceOwnedOnce(t *testing.T) {
 	}
 }
 
-// Keep holds a lease while it runs and releases it when stopped.
+// Keep holds a lease while it runs; the caller releases it.
 func TestKeep(t *testing.T) {
 	ms := managers(t, "a", "b")
 	l, err := ms[0].Acquire(context.Background(), "k")
@@ -156,8 +159,17 @@ func TestKeep(t *testing.T) {
 	if _, err := ms[1].Acquire(context.Background(), "k"); !errors.Is(err, lease.ErrHeld) {
 		t.Errorf("a kept lease was taken: %v", err)
 	}
+	if err := l.Valid(); err != nil {
+		t.Errorf("a kept lease is not valid: %v", err)
+	}
 	cancel()
 	<-done
+	if err := l.Release(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Valid(); err == nil {
+		t.Error("a released lease is still valid")
+	}
 	if _, err := ms[1].Acquire(context.Background(), "k"); err != nil {
 		t.Errorf("a released lease could not be taken: %v", err)
 	}

@@ -60,6 +60,13 @@ type Settings struct {
 	RetryMax        time.Duration
 	ShutdownTimeout time.Duration
 	Now             func() time.Time // nil: time.Now
+
+	// Gate, if set, is asked before every poll and every cursor save; an
+	// error stops the pipeline at once, without the shutdown grace and
+	// without saving, and Run returns it. A fleet's lease passes while it
+	// is surely still held (no network call), so a daemon that was paused
+	// past its lease neither polls nor saves once it runs again.
+	Gate func() error
 }
 
 // Pipeline is the loop of one source stream.
@@ -71,6 +78,9 @@ type Pipeline struct {
 	mu           sync.Mutex
 	failingSince time.Time
 	lastErr      error
+	newest       time.Time // newest event published
+	saved        time.Time // last cursor save
+	stopErr      error     // the gate closed or the cursor was fenced
 }
 
 // New returns a pipeline; call Run to start it.
@@ -96,17 +106,53 @@ func New(set Settings) *Pipeline {
 	return &Pipeline{set: set, m: set.Metrics, log: set.Logger.With("source", set.Source, "stream", set.Stream.Key)}
 }
 
-// Status says whether the pipeline is failing, and since when.
+// Status says whether the pipeline is failing, and since when, and how
+// far it got.
 type Status struct {
 	FailingSince time.Time // zero when healthy
 	LastError    error
+	Newest       time.Time // the newest event it published; zero: none yet
+	Saved        time.Time // when it last saved its cursor; zero: not yet
 }
 
 // Status returns the current status; safe for concurrent use.
 func (p *Pipeline) Status() Status {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return Status{FailingSince: p.failingSince, LastError: p.lastErr}
+	return Status{FailingSince: p.failingSince, LastError: p.lastErr, Newest: p.newest, Saved: p.saved}
+}
+
+// Key is the stream's cursor key.
+func (p *Pipeline) Key() string { return p.set.Stream.Key }
+
+// Source is the configured source's name.
+func (p *Pipeline) Source() string { return p.set.Source }
+
+// stop records why the pipeline must stop at once; the first reason wins.
+func (p *Pipeline) stop(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopErr == nil {
+		p.stopErr = err
+	}
+}
+
+func (p *Pipeline) stopped() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stopErr
+}
+
+// gate asks Settings.Gate; a closed gate stops the pipeline.
+func (p *Pipeline) gate() error {
+	if p.set.Gate == nil {
+		return nil
+	}
+	if err := p.set.Gate(); err != nil {
+		p.stop(err)
+		return err
+	}
+	return nil
 }
 
 // Collector is the stream's collector, for the daemon to close.
@@ -142,6 +188,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	defer cancelWork()
 	var grace atomic.Pointer[time.Timer]
 	stopGrace := context.AfterFunc(ctx, func() {
+		if p.set.Gate != nil && p.set.Gate() != nil {
+			cancelWork() // the lease is gone: no grace, someone else may start
+			return
+		}
 		grace.Store(time.AfterFunc(p.set.ShutdownTimeout, cancelWork))
 	})
 	defer func() {
@@ -162,10 +212,13 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 
 	var pending []pendingSave
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && p.stopped() == nil {
 		var page collectors.Page
 		start := time.Now()
 		err := p.retry(ctx, p.m.pollErrors, "poll", func() error {
+			if err := p.gate(); err != nil {
+				return err
+			}
 			var err error
 			page, err = p.set.Stream.Collector.Poll(ctx, cursor)
 			return err
@@ -196,9 +249,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}
 		pending = p.idle(ctx, work, pending)
 	}
+	if err := p.stopped(); err != nil {
+		return err // nothing more may be saved
+	}
 	// Stopping: save the newest cursor once it is ripe, within the grace.
 	p.saveDue(work, pending, true)
-	return nil
+	return p.stopped()
 }
 
 // idle waits one poll interval, saving cursors as they ripen.
@@ -249,7 +305,7 @@ func (p *Pipeline) saveDue(work context.Context, pending []pendingSave, final bo
 		}
 		n = len(pending)
 	}
-	if n == 0 {
+	if n == 0 || p.gate() != nil {
 		return pending
 	}
 	if c, ok := p.set.Stream.Collector.(collectors.Committer); ok {
@@ -264,8 +320,11 @@ func (p *Pipeline) saveDue(work context.Context, pending []pendingSave, final bo
 		return p.set.Store.Save(work, p.set.Stream.Key, cur)
 	})
 	if err != nil {
-		return pending[n:] // abandoned at shutdown; committed pages are not committed twice
+		return pending[n:] // abandoned at shutdown or fenced; committed pages are not committed twice
 	}
+	p.mu.Lock()
+	p.saved = p.set.Now()
+	p.mu.Unlock()
 	p.m.saves.WithLabelValues(p.set.Source).Inc()
 	return pending[n:]
 }
@@ -307,6 +366,11 @@ func (p *Pipeline) publishPage(work context.Context, page collectors.Page) error
 		p.m.deadletter.WithLabelValues(p.set.Source, cloud).Add(float64(n))
 	}
 	if !newest.IsZero() {
+		p.mu.Lock()
+		if newest.After(p.newest) {
+			p.newest = newest
+		}
+		p.mu.Unlock()
 		p.m.lag.WithLabelValues(p.set.Source, p.set.Stream.Key).Set(p.set.Now().Sub(newest).Seconds())
 	}
 	deadN := len(msgs) - len(events)
@@ -389,6 +453,12 @@ func (p *Pipeline) retry(ctx context.Context, errCounter *prometheus.CounterVec,
 		err := op()
 		if err != nil && ctx.Err() != nil {
 			return struct{}{}, backoff.Permanent(ctx.Err())
+		}
+		if errors.Is(err, checkpoint.ErrFenced) {
+			p.stop(err)
+		}
+		if p.stopped() != nil {
+			return struct{}{}, backoff.Permanent(p.stopped())
 		}
 		return struct{}{}, err
 	},

@@ -487,3 +487,85 @@ func TestCollectorMessagesPublishedAsIs(t *testing.T) {
 		t.Errorf("ids %v", ids)
 	}
 }
+
+// gatingCollector closes the gate when it serves the page at close.
+type gatingCollector struct {
+	sliceCollector
+	close  int
+	open   atomic.Bool
+	before func() // called at that page, before it is served
+}
+
+func (c *gatingCollector) Poll(ctx context.Context, cur []byte) (collectors.Page, error) {
+	if string(cur) == strconv.Itoa(c.close) {
+		c.open.Store(false)
+		if c.before != nil {
+			c.before()
+		}
+	}
+	return c.sliceCollector.Poll(ctx, cur)
+}
+
+// A closed gate (a lease that may have expired) stops the pipeline at
+// once: the page in flight is not saved, nothing more is polled, and Run
+// says why.
+func TestGateStopsWithoutSaving(t *testing.T) {
+	e := newEnv(t, true)
+	c := &gatingCollector{sliceCollector: sliceCollector{recs: records(30), pageSize: 10}, close: 10}
+	c.open.Store(true)
+	set := e.settings(c)
+	set.Gate = func() error {
+		if !c.open.Load() {
+			return errors.New("lease expired")
+		}
+		return nil
+	}
+	err := pipeline.New(set).Run(context.Background())
+	if err == nil || err.Error() != "lease expired" {
+		t.Fatalf("Run = %v, want the gate's error", err)
+	}
+	if got := e.cursor(t); got != "10" {
+		t.Errorf("cursor = %q, want 10: the page polled after the gate closed is not saved", got)
+	}
+	if n := c.polls.Load(); n != 2 {
+		t.Errorf("%d polls, want 2", n)
+	}
+}
+
+// An owner whose cursor was claimed by a newer one (a daemon paused past
+// its lease) stops at its next save instead of overwriting the newer
+// owner's progress.
+func TestFencedCursorStops(t *testing.T) {
+	e := newEnv(t, true)
+	ctx := context.Background()
+	kv, err := checkpoint.NewKV(ctx, e.js, checkpoint.KVConfig{Bucket: "cursors"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, err := kv.Claim(ctx, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &gatingCollector{sliceCollector: sliceCollector{recs: records(30), pageSize: 10}, close: 10}
+	c.before = func() {
+		newer, err := kv.Claim(ctx, "test")
+		if err == nil {
+			err = newer.Save(ctx, "test", []byte("25"))
+		}
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	set := e.settings(c)
+	set.Store = mine
+	err = pipeline.New(set).Run(ctx)
+	if !errors.Is(err, checkpoint.ErrFenced) {
+		t.Fatalf("Run = %v, want ErrFenced", err)
+	}
+	if got, _ := kv.Load(ctx, "test"); string(got) != "25" {
+		t.Errorf("cursor = %q, want the newer owner's 25", got)
+	}
+	if n := c.polls.Load(); n != 2 {
+		t.Errorf("%d polls, want 2", n)
+	}
+}

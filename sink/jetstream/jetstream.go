@@ -22,38 +22,14 @@ type StreamConfig struct {
 	MaxAge          time.Duration // 0: keep forever
 	MaxBytes        int64         // 0: no limit
 	Replicas        int
+	Placement       Placement
+	// Apply updates an existing stream that differs, instead of reporting.
+	Apply bool
 }
 
 // Subjects the stream holds. trailkeeper.checkpoint is deliberately outside
 // it, so archive checkpoints can be kept apart from what they certify.
 var Subjects = []string{"audit.>", "iac.>"}
-
-// EnsureStream creates the stream or updates it to cfg.
-func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (jetstream.Stream, error) {
-	maxBytes := cfg.MaxBytes
-	if maxBytes == 0 {
-		maxBytes = -1
-	}
-	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        cfg.Name,
-		Description: "trailkeeper: normalized cloud audit events, dead letters, IaC runs",
-		Subjects:    Subjects,
-		Retention:   jetstream.LimitsPolicy,
-		Storage:     jetstream.FileStorage,
-		Replicas:    max(cfg.Replicas, 1),
-		Duplicates:  cfg.DuplicateWindow,
-		MaxAge:      cfg.MaxAge,
-		MaxBytes:    maxBytes,
-		Discard:     jetstream.DiscardOld,
-		// Audit data is evidence: nobody deletes single messages or purges.
-		DenyDelete: true,
-		DenyPurge:  true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
-	}
-	return st, nil
-}
 
 // Publisher publishes to one stream. It implements sink.Sink.
 type Publisher struct {

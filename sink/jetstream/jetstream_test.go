@@ -40,9 +40,21 @@ func TestEnsureStream(t *testing.T) {
 	if !cfg.DenyDelete || !cfg.DenyPurge || cfg.Duplicates != 2*time.Hour || len(cfg.Subjects) != 2 || cfg.Storage != natsjs.FileStorage {
 		t.Errorf("stream config = %+v", cfg)
 	}
-	// Idempotent, and a changed setting is applied.
+	// Idempotent; a changed setting is reported, every difference at once,
+	// and applied only when asked.
+	if _, err := jetstream.EnsureStream(ctx, js, streamConfig()); err != nil {
+		t.Fatal(err)
+	}
 	c := streamConfig()
 	c.MaxAge = 24 * time.Hour
+	c.Placement = jetstream.Placement{Tags: []string{"ssd"}}
+	_, err = jetstream.EnsureStream(ctx, js, c)
+	var me *jetstream.MismatchError
+	if !errors.As(err, &me) || len(me.Diffs) != 2 || me.Diffs[0] != "max age is 0 (none), the config says 24h0m0s" || me.Diffs[1] != "placement is any, the config says tags ssd" {
+		t.Fatalf("err = %v, want the max age and the placement reported", err)
+	}
+	c.Placement = jetstream.Placement{}
+	c.Apply = true
 	st, err = jetstream.EnsureStream(ctx, js, c)
 	if err != nil {
 		t.Fatal(err)
@@ -144,5 +156,31 @@ func TestSubjects(t *testing.T) {
 	}
 	if got := jetstream.DeadLetterSubject("aws"); got != "audit.deadletter.aws" {
 		t.Error(got)
+	}
+}
+
+func TestEnsureKV(t *testing.T) {
+	ctx := context.Background()
+	_, _, js := embednatstest.Start(t)
+	c := jetstream.KVConfig{Bucket: "b", Description: "d", TTL: time.Minute}
+	if _, err := jetstream.EnsureKV(ctx, js, c); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jetstream.EnsureKV(ctx, js, c); err != nil {
+		t.Fatal(err)
+	}
+	c.TTL, c.Replicas = 2*time.Minute, 3
+	_, err := jetstream.EnsureKV(ctx, js, c)
+	var me *jetstream.MismatchError
+	if !errors.As(err, &me) || me.Kind != "bucket" || len(me.Diffs) != 2 {
+		t.Fatalf("err = %v, want replicas and TTL reported", err)
+	}
+	c.Replicas, c.Apply = 1, true
+	if _, err := jetstream.EnsureKV(ctx, js, c); err != nil {
+		t.Fatal(err)
+	}
+	c.Apply = false
+	if _, err := jetstream.EnsureKV(ctx, js, c); err != nil {
+		t.Fatalf("after apply: %v", err)
 	}
 }
