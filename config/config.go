@@ -31,7 +31,26 @@ type Config struct {
 	Archive    Archive    `yaml:"archive"`
 	Correlate  Correlate  `yaml:"correlation"`
 	Index      Index      `yaml:"index"`
+	Fleet      Fleet      `yaml:"fleet"`
 	Sources    []Source   `yaml:"sources"`
+}
+
+// Fleet runs several daemons against one NATS cluster: each source stream
+// is polled by one daemon at a time, through a lease, and the archiver
+// runs on one (docs/fleet.md). Every daemon of a fleet has the same
+// sources, stream and buckets, and its own name.
+type Fleet struct {
+	Enabled bool `yaml:"enabled"`
+	// Name of this daemon in the fleet: unique, and stable across restarts
+	// (a restarted daemon waits out its old self's heartbeat under the
+	// same name). Default: the host name.
+	Name string `yaml:"name"`
+	// LeaseTTL is how long a daemon's leases outlive it: its sources are
+	// taken over within about twice this after it dies. Every daemon must
+	// use the same (it is the bucket's).
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
+	// Bucket is the JetStream KV bucket of leases and heartbeats.
+	Bucket string `yaml:"bucket"`
 }
 
 // Index is the on-call change index behind the query API, the CLI's
@@ -152,6 +171,17 @@ type Stream struct {
 	MaxAge          time.Duration `yaml:"max_age"`   // 0 keeps forever
 	MaxBytes        int64         `yaml:"max_bytes"` // 0: no limit; the oldest messages go first
 	Replicas        int           `yaml:"replicas"`  // 1 embedded; 3 on a cluster
+	// Placement pins the stream and every bucket to a cluster and to
+	// servers with all of these tags. Start-up checks that what exists
+	// matches this section and reports every difference rather than
+	// changing it; trailkeeper fleet check --apply makes the change.
+	Placement Placement `yaml:"placement"`
+}
+
+// Placement of replicas in a NATS cluster (or super-cluster).
+type Placement struct {
+	Cluster string   `yaml:"cluster"` // a cluster's name; empty: any
+	Tags    []string `yaml:"tags"`    // server tags every replica's server must have
 }
 
 // Checkpoint configures where cursors are saved.
@@ -229,6 +259,7 @@ func Default() *Config {
 		Pipeline:   Pipeline{RetryInitial: time.Second, RetryMax: 5 * time.Minute, ShutdownTimeout: 15 * time.Second},
 		HTTP:       HTTP{Listen: "127.0.0.1:9464"},
 		Correlate:  Correlate{Bucket: "trailkeeper-runs", DriftGrace: 30 * time.Minute},
+		Fleet:      Fleet{LeaseTTL: 15 * time.Second, Bucket: "trailkeeper-fleet"},
 		Archive:    Archive{SegmentBytes: 64 << 20, SegmentAge: time.Minute, S3: ArchiveS3{Mode: "COMPLIANCE", Retention: 7 * 365 * 24 * time.Hour}},
 	}
 }
@@ -484,6 +515,7 @@ func (c *Config) Validate() error {
 	if c.Index.Retention < 0 || c.Index.Retention > 0 && c.Index.Retention < time.Hour {
 		bad("index.retention", "must be 0 (keep everything) or at least 1h")
 	}
+	errs = append(errs, c.validateFleet()...)
 	names := map[string]int{}
 	for i, s := range c.Sources {
 		path := fmt.Sprintf("sources[%d]", i)
@@ -570,4 +602,39 @@ func (c *Config) IndexPath() string {
 		return string(c.Index.Path)
 	}
 	return filepath.Join(string(c.DataDir), "index.db")
+}
+
+var memberName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+func (c *Config) validateFleet() []error {
+	var errs []error
+	bad := func(path, format string, args ...any) { errs = append(errs, Errorf(path, format, args...)) }
+	f := c.Fleet
+	if f.Name != "" && !memberName.MatchString(f.Name) {
+		bad("fleet.name", "must be 1-64 letters, digits, _ or -, not %q", f.Name)
+	}
+	if f.LeaseTTL < 3*time.Second || f.LeaseTTL > 5*time.Minute {
+		bad("fleet.lease_ttl", "must be between 3s and 5m")
+	}
+	if !natsName.MatchString(f.Bucket) {
+		bad("fleet.bucket", "must be letters, digits, _ or -")
+	}
+	for i, tag := range c.Stream.Placement.Tags {
+		if tag == "" {
+			bad(fmt.Sprintf("stream.placement.tags[%d]", i), "must not be empty")
+		}
+	}
+	if !f.Enabled {
+		return errs
+	}
+	if c.NATS.URL == "" {
+		bad("fleet.enabled", "needs nats.url: the daemons of a fleet share one NATS cluster")
+	}
+	if c.Checkpoint.Store != "kv" {
+		bad("checkpoint.store", "must be kv in a fleet: the daemons share the cursors, and only the kv store fences a stale writer")
+	}
+	if (c.Archive.Dir != "" || c.Archive.S3.Bucket != "") && c.Archive.Key == "" && c.Archive.KeyFile == "" {
+		bad("archive.key_file", "required in a fleet (or archive.key): the archiver moves between daemons, and every one must sign with the same key")
+	}
+	return errs
 }

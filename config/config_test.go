@@ -230,3 +230,33 @@ func TestQueryAPITokenOffLoopback(t *testing.T) {
 		}
 	}
 }
+
+func TestFleet(t *testing.T) {
+	const cluster = "nats: {url: 'nats://n1:4222,nats://n2:4222'}\nstream: {replicas: 3, placement: {cluster: east, tags: [ssd]}}\n"
+	for _, tc := range []struct {
+		yaml string
+		bad  []string // paths of the expected problems
+	}{
+		{cluster + "fleet: {enabled: true, name: d1}\n", nil},
+		{cluster + "fleet: {enabled: true}\n", nil},
+		{"fleet: {enabled: true}\n", []string{"fleet.enabled"}},
+		{cluster + "fleet: {enabled: true, name: 'd 1', lease_ttl: 1s, bucket: 'a.b'}\n", []string{"fleet.bucket", "fleet.lease_ttl", "fleet.name"}},
+		{cluster + "fleet: {enabled: true}\ncheckpoint: {store: file}\n", []string{"checkpoint.store"}},
+		{cluster + "fleet: {enabled: true}\narchive: {dir: arch}\n", []string{"archive.key_file"}},
+		{cluster + "fleet: {enabled: true}\narchive: {dir: arch, key_file: k}\n", nil},
+		{cluster + "fleet: {name: d1}\ncheckpoint: {store: file}\n", nil}, // not enabled
+		{"stream: {placement: {tags: ['']}}\n", []string{"stream.placement.tags[0]"}},
+	} {
+		cfg, ps := parse(t, tc.yaml)
+		var got []string
+		for _, p := range ps {
+			got = append(got, p.Path)
+		}
+		if strings.Join(got, " ") != strings.Join(tc.bad, " ") {
+			t.Errorf("%q: problems %v, want at %v", tc.yaml, ps, tc.bad)
+		}
+		if cfg != nil && cfg.Fleet.LeaseTTL != 15*time.Second {
+			t.Errorf("%q: lease_ttl %s, want the default 15s", tc.yaml, cfg.Fleet.LeaseTTL)
+		}
+	}
+}

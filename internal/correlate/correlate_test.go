@@ -410,3 +410,35 @@ func TestGCPUserAgentMarker(t *testing.T) {
 		t.Errorf("link %+v", l)
 	}
 }
+
+// In a fleet, a run registered through one daemon is known to the others.
+func TestRegistryWatchSeesOtherDaemons(t *testing.T) {
+	a, js := registryOn(t)
+	ctx := context.Background()
+	b, err := OpenRegistry(ctx, js, "trailkeeper-runs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- b.Watch(wctx) }()
+	defer func() { cancel(); <-done }()
+	if err := a.Put(ctx, Run{Key: "github:acme/infra:1:1", Tool: "terraform", StartedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SetState(ctx, "acme/prod", []string{"arn:aws:s3:::bucket-a"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, run := b.Get("github:acme/infra:1:1")
+		_, managed := b.managedBy("arn:aws:s3:::bucket-a")
+		if run && managed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the other daemon's registry: run %v, state %v", run, managed)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	tkjs "github.com/trailkeeper/trailkeeper/sink/jetstream"
 )
 
 // Registry holds the runs: a JetStream KV bucket (keys are hashes of run
@@ -29,33 +31,69 @@ type Registry struct {
 
 // OpenRegistry opens (or creates) the bucket and loads every run.
 func OpenRegistry(ctx context.Context, js jetstream.JetStream, bucket string) (*Registry, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, Description: "trailkeeper IaC runs", History: 1})
+	kv, err := tkjs.EnsureKV(ctx, js, tkjs.KVConfig{Bucket: bucket, Description: "trailkeeper IaC runs"})
 	if err != nil {
 		return nil, fmt.Errorf("run registry: %w", err)
 	}
+	return LoadRegistry(ctx, js, kv)
+}
+
+// LoadRegistry loads every run of an open bucket (see tkjs.EnsureKV).
+func LoadRegistry(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue) (*Registry, error) {
 	r := &Registry{js: js, kv: kv, runs: map[string]*Run{}, byMarker: map[string]string{}, managed: map[string]string{}}
 	lister, err := kv.ListKeys(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("run registry: %w", err)
 	}
 	for k := range lister.Keys() {
 		e, err := kv.Get(ctx, k)
-		if err != nil {
-			continue
-		}
-		if ws, ids, ok := strings.Cut(string(e.Value()), "\n"); ok && strings.HasPrefix(k, "state.") {
-			var list []string
-			if json.Unmarshal([]byte(ids), &list) == nil {
-				r.indexState(ws, list)
-			}
-			continue
-		}
-		var run Run
-		if json.Unmarshal(e.Value(), &run) == nil {
-			r.index(&run)
+		if err == nil {
+			r.apply(k, e.Value())
 		}
 	}
 	return r, nil
+}
+
+// apply indexes one entry of the bucket: a run, or a workspace's state.
+func (r *Registry) apply(key string, value []byte) {
+	if ws, ids, ok := strings.Cut(string(value), "\n"); ok && strings.HasPrefix(key, "state.") {
+		var list []string
+		if json.Unmarshal([]byte(ids), &list) == nil {
+			r.indexState(ws, list)
+		}
+		return
+	}
+	var run Run
+	if json.Unmarshal(value, &run) == nil && run.Key != "" {
+		r.index(&run)
+	}
+}
+
+// Watch applies runs and states that other daemons of a fleet store,
+// until ctx ends: a run registered through one daemon's API links events
+// that another daemon polls, and the drift detector, which every daemon
+// runs, knows it too. It returns nil when ctx ends.
+func (r *Registry) Watch(ctx context.Context) error {
+	for ctx.Err() == nil {
+		// From the start of the bucket, not updates only: what was stored
+		// between the load and this watch (or a reconnect) must not be missed;
+		// indexing an entry again changes nothing.
+		w, err := r.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			time.Sleep(time.Second)
+			continue
+		}
+		for e := range w.Updates() {
+			if e != nil {
+				r.apply(e.Key(), e.Value())
+			}
+		}
+		_ = w.Stop()
+	}
+	return nil
 }
 
 func kvKey(runKey string) string { return Token(runKey) }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,8 +29,10 @@ import (
 	"github.com/trailkeeper/trailkeeper/internal/checkpoint"
 	"github.com/trailkeeper/trailkeeper/internal/correlate"
 	"github.com/trailkeeper/trailkeeper/internal/embednats"
+	"github.com/trailkeeper/trailkeeper/internal/fleet"
 	"github.com/trailkeeper/trailkeeper/internal/httpapi"
 	"github.com/trailkeeper/trailkeeper/internal/index"
+	"github.com/trailkeeper/trailkeeper/internal/lease"
 	"github.com/trailkeeper/trailkeeper/internal/pipeline"
 	"github.com/trailkeeper/trailkeeper/normalize"
 	"github.com/trailkeeper/trailkeeper/sink/jetstream"
@@ -69,19 +72,31 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	stream, err := jetstream.EnsureStream(ctx, js, jetstream.StreamConfig{
-		Name:            cfg.Stream.Name,
-		DuplicateWindow: cfg.Stream.DuplicateWindow,
-		MaxAge:          cfg.Stream.MaxAge,
-		MaxBytes:        cfg.Stream.MaxBytes,
-		Replicas:        cfg.Stream.Replicas,
-	})
+	lay, err := ensureLayout(ctx, cfg, js, false)
 	if err != nil {
 		return err
 	}
-	store, err := openStore(ctx, cfg, js)
-	if err != nil {
-		return err
+	stream := lay.stream
+	var store checkpoint.Store = lay.store
+	if lay.store == nil {
+		if store, err = openStore(cfg); err != nil {
+			return err
+		}
+	}
+	pipes := &pipelines{byKey: map[string]*pipeline.Pipeline{}}
+	var mem *fleet.Member
+	member := ""
+	if cfg.Fleet.Enabled {
+		if member, err = memberName(cfg.Fleet); err != nil {
+			return err
+		}
+		mem, err = fleet.Join(ctx, fleet.Settings{JS: js, Name: member, TTL: cfg.Fleet.LeaseTTL, Bucket: cfg.Fleet.Bucket,
+			Replicas: cfg.Stream.Replicas, Placement: placement(cfg), HTTP: cfg.HTTP.Listen, Version: httpapi.Version, Logger: log,
+			Progress: pipes.progress})
+		if err != nil {
+			return err
+		}
+		log.Info("joined the fleet", "member", member, "lease_ttl", cfg.Fleet.LeaseTTL)
 	}
 
 	reg := prometheus.NewRegistry()
@@ -102,7 +117,7 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 	if cfg.NATS.URL == "" && cfg.NATS.Embedded.SyncAlways {
 		checkpointDelay = 0
 	}
-	runs, err := correlate.OpenRegistry(ctx, js, cfg.Correlate.Bucket)
+	runs, err := correlate.LoadRegistry(ctx, js, lay.runs)
 	if err != nil {
 		return err
 	}
@@ -115,7 +130,9 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 		routes = append(routes, httpapi.Route{Pattern: "POST /v1/webhooks/hcp-terraform", Handler: correlate.HCPWebhook(runs, string(s))})
 	}
 	health := &tkcollectors.Health{}
-	var pipes []*pipeline.Pipeline
+	var units []fleet.Unit // one per source stream, for the fleet
+	var closers []tkcollectors.Collector
+	var local []*pipeline.Pipeline
 	for _, src := range cfg.Sources {
 		b := src.Settings.Base()
 		f, ok := set.Registry.Factory(b.Type)
@@ -128,7 +145,8 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 			return fmt.Errorf("source %s: %w", b.Name, err)
 		}
 		for _, st := range streams {
-			pipes = append(pipes, pipeline.New(pipeline.Settings{
+			closers = append(closers, st.Collector)
+			set := pipeline.Settings{
 				Source:          b.Name,
 				Stream:          st,
 				Store:           store,
@@ -141,7 +159,27 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 				RetryInitial:    cfg.Pipeline.RetryInitial,
 				RetryMax:        cfg.Pipeline.RetryMax,
 				ShutdownTimeout: cfg.Pipeline.ShutdownTimeout,
-			}))
+			}
+			if !cfg.Fleet.Enabled {
+				p := pipeline.New(set)
+				pipes.add(p)
+				local = append(local, p)
+				continue
+			}
+			units = append(units, fleet.Unit{Key: st.Key, Source: b.Name, Run: func(ctx context.Context, l *lease.Lease) error {
+				// The cursor is claimed under the lease: an older owner
+				// that wakes up can no longer save over it.
+				claimed, err := store.(*checkpoint.KV).Claim(ctx, st.Key)
+				if err != nil {
+					return err
+				}
+				set := set
+				set.Store, set.Gate = claimed, l.Valid
+				p := pipeline.New(set)
+				pipes.add(p)
+				defer pipes.remove(p)
+				return p.Run(ctx)
+			}})
 		}
 	}
 
@@ -150,7 +188,7 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 			return health.Problems(), errors.New("not connected to NATS")
 		}
 		var errs []error
-		for _, p := range pipes {
+		for _, p := range pipes.list() {
 			st := p.Status()
 			// One failure is weather; several intervals of it is a problem.
 			if !st.FailingSince.IsZero() && time.Since(st.FailingSince) > 3*max(p.PollInterval(), 10*time.Second) {
@@ -160,11 +198,43 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 		return health.Problems(), errors.Join(errs...)
 	}
 
-	var archiver *worm.Archiver
+	// The archiver runs on one daemon: here, or on whichever holds the
+	// fleet's archiver role.
+	var archiver atomic.Pointer[worm.Archiver]
 	var archive worm.Store
+	var newArchiver func(context.Context) (*worm.Archiver, error)
 	if cfg.Archive.Dir != "" || cfg.Archive.S3.Bucket != "" {
-		if archiver, archive, err = openArchive(ctx, cfg, js, conn.nc, log); err != nil {
+		if archive, err = openArchiveStore(ctx, cfg); err != nil {
 			return err
+		}
+		signer, err := archiveSigner(cfg, log)
+		if err != nil {
+			return err
+		}
+		newArchiver = func(ctx context.Context) (*worm.Archiver, error) {
+			a := cfg.Archive
+			return worm.NewArchiver(ctx, worm.Settings{
+				JS: js, NC: conn.nc, Stream: cfg.Stream.Name, Store: archive,
+				Signer: signer, Origin: signer.Name(), SegmentBytes: a.SegmentBytes, SegmentAge: a.SegmentAge, Logger: log,
+			})
+		}
+		if !cfg.Fleet.Enabled {
+			a, err := newArchiver(ctx)
+			if err != nil {
+				return err
+			}
+			archiver.Store(a)
+		} else {
+			units = append(units, fleet.Unit{Key: roleArchiver, Source: "archiver", Run: func(ctx context.Context, _ *lease.Lease) error {
+				// A paused old archiver cannot fork the log: every object
+				// is write-once, so its next segment fails to store.
+				a, err := newArchiver(ctx)
+				if err != nil {
+					return err
+				}
+				archiver.Store(a)
+				return a.Run(ctx)
+			}})
 		}
 	}
 	var follower *index.Follower
@@ -179,18 +249,29 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 			Help: "The last stream sequence the on-call index holds (its lag is the stream's last sequence minus this).",
 		}, func() float64 { n, _ := ix.LastSeq(context.Background()); return float64(n) }))
 		follower = &index.Follower{Index: ix, JS: js, Stream: cfg.Stream.Name, Archive: archive, Retention: cfg.Index.Retention, Logger: log}
+		if cfg.Fleet.Enabled {
+			// Every daemon keeps its own index, so each needs its own
+			// consumer: a shared one would split the stream between them.
+			follower.Consumer = "INDEX_" + member
+		}
 		q := &httpapi.Query{Index: ix, Runs: runs, Events: stream, Archive: archive, Token: string(cfg.HTTP.APIToken)}
 		routes = append(routes, q.Routes()...)
 	}
 
-	if archiver != nil {
+	if newArchiver != nil {
+		progress := func() worm.Progress {
+			if a := archiver.Load(); a != nil {
+				return a.Progress()
+			}
+			return worm.Progress{}
+		}
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "trailkeeper_archive_leaves_total",
-			Help: "Messages in the archive's log.",
-		}, func() float64 { return float64(archiver.Progress().Leaves) }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Help: "Messages in the archive's log (0 on a fleet's daemons that never held the archiver role).",
+		}, func() float64 { return float64(progress().Leaves) }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "trailkeeper_archive_sequence",
 			Help: "The last stream sequence archived (its lag is the stream's last sequence minus this).",
-		}, func() float64 { return float64(archiver.Progress().LastSeq) }))
+		}, func() float64 { return float64(progress().LastSeq) }))
 	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "trailkeeper_stream_sequence",
@@ -211,8 +292,8 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 	reg.MustRegister(driftFindings)
 
 	g, gctx := errgroup.WithContext(ctx)
-	if archiver != nil {
-		g.Go(func() error { return archiver.Run(gctx) })
+	if a := archiver.Load(); a != nil {
+		g.Go(func() error { return a.Run(gctx) })
 	}
 	if follower != nil {
 		g.Go(func() error { return follower.Run(gctx) })
@@ -220,6 +301,9 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 	detector := &correlate.Detector{JS: js, Stream: cfg.Stream.Name, Correlator: correlator, Sink: pub, Grace: cfg.Correlate.DriftGrace, Logger: log,
 		OnFinding: func(typ string) { driftFindings.WithLabelValues(typ).Inc() }}
 	g.Go(func() error { return detector.Run(gctx) })
+	if mem != nil {
+		routes = append(routes, httpapi.Route{Pattern: "GET /v1/fleet", Handler: httpapi.RequireToken(string(cfg.HTTP.APIToken), fleet.Handler(mem.KV()))})
+	}
 	addrs := Addrs{NATS: conn.url}
 	if cfg.HTTP.Listen != "" {
 		srv, err := httpapi.Listen(cfg.HTTP.Listen, httpapi.Handler(reg, ready, routes...), log)
@@ -227,19 +311,26 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 			return err
 		}
 		addrs.HTTP = srv.Addr()
+		if mem != nil {
+			mem.SetHTTP(addrs.HTTP)
+		}
 		g.Go(func() error { return srv.Run(gctx) })
 	}
-	for _, p := range pipes {
+	for _, p := range local {
 		g.Go(func() error { return p.Run(gctx) })
 	}
-	log.Info("trailkeeper running", "nats", addrs.NATS, "http", addrs.HTTP, "stream", cfg.Stream.Name, "streams", len(pipes))
+	if mem != nil {
+		g.Go(func() error { return runs.Watch(gctx) })
+		g.Go(func() error { return mem.Run(gctx, units) })
+	}
+	log.Info("trailkeeper running", "nats", addrs.NATS, "http", addrs.HTTP, "stream", cfg.Stream.Name, "streams", len(local)+len(units), "fleet", member)
 	if set.OnReady != nil {
 		set.OnReady(addrs)
 	}
 	err = g.Wait()
 	log.Info("trailkeeper stopping")
-	for _, p := range pipes {
-		if c, ok := p.Collector().(io.Closer); ok {
+	for _, c := range closers {
+		if c, ok := c.(io.Closer); ok {
 			if cerr := c.Close(); cerr != nil {
 				log.Warn("closing a collector", "err", cerr)
 			}
@@ -305,9 +396,8 @@ func Reindex(ctx context.Context, cfg *config.Config, fromArchive bool, log *slo
 	return st, nil
 }
 
-// openArchive loads (or, the first time, creates) the signing key and the
-// archive's state.
-func openArchive(ctx context.Context, cfg *config.Config, js natsjs.JetStream, nc *nats.Conn, log *slog.Logger) (*worm.Archiver, worm.Store, error) {
+// archiveSigner loads (or, the first time, creates) the signing key.
+func archiveSigner(cfg *config.Config, log *slog.Logger) (note.Signer, error) {
 	a := cfg.Archive
 	var signer note.Signer
 	var err error
@@ -319,7 +409,7 @@ func openArchive(ctx context.Context, cfg *config.Config, js natsjs.JetStream, n
 	default:
 		path := filepath.Join(string(cfg.DataDir), "archive.key")
 		if err = os.MkdirAll(string(cfg.DataDir), 0o755); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		var vkey string
 		var created bool
@@ -329,17 +419,9 @@ func openArchive(ctx context.Context, cfg *config.Config, js natsjs.JetStream, n
 		}
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("archive key: %w", err)
+		return nil, fmt.Errorf("archive key: %w", err)
 	}
-	store, err := openArchiveStore(ctx, cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	arch, err := worm.NewArchiver(ctx, worm.Settings{
-		JS: js, NC: nc, Stream: cfg.Stream.Name, Store: store,
-		Signer: signer, Origin: signer.Name(), SegmentBytes: a.SegmentBytes, SegmentAge: a.SegmentAge, Logger: log,
-	})
-	return arch, store, err
+	return signer, nil
 }
 
 // openArchiveStore opens the configured archive's backend.
@@ -362,19 +444,17 @@ func openArchiveStore(ctx context.Context, cfg *config.Config) (worm.Store, erro
 	return worm.DirStore{Root: string(a.Dir)}, nil
 }
 
-func openStore(ctx context.Context, cfg *config.Config, js natsjs.JetStream) (checkpoint.Store, error) {
-	switch cfg.Checkpoint.Store {
-	case "file":
-		dir := string(cfg.Checkpoint.Dir)
-		if dir == "" {
-			dir = filepath.Join(string(cfg.DataDir), "checkpoints")
-		}
-		return checkpoint.NewFile(dir)
-	case "memory":
+// openStore opens a file or memory cursor store (the kv store is opened
+// with the layout).
+func openStore(cfg *config.Config) (checkpoint.Store, error) {
+	if cfg.Checkpoint.Store == "memory" {
 		return checkpoint.NewMemory(), nil
-	default:
-		return checkpoint.NewKV(ctx, js, checkpoint.KVConfig{Bucket: cfg.Checkpoint.Bucket, Replicas: cfg.Stream.Replicas})
 	}
+	dir := string(cfg.Checkpoint.Dir)
+	if dir == "" {
+		dir = filepath.Join(string(cfg.DataDir), "checkpoints")
+	}
+	return checkpoint.NewFile(dir)
 }
 
 // natsConn is the connection, plus the embedded server behind it if any.

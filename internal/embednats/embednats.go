@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -33,6 +34,19 @@ type Settings struct {
 	Logger *slog.Logger
 	// ReadyTimeout bounds start-up; default 10 s.
 	ReadyTimeout time.Duration
+	// Cluster, if set, joins the server to a cluster of servers (a fleet's
+	// tests run three in one process); the daemon's own embedded server
+	// never clusters. Tags are the server's placement tags.
+	Cluster *Cluster
+	Tags    []string
+}
+
+// Cluster is how a server routes to its peers.
+type Cluster struct {
+	Name   string
+	Host   string
+	Port   int      // of this server's route listener
+	Routes []string // every peer's nats-route://host:port (own included is fine)
 }
 
 // Server is a running embedded nats-server.
@@ -58,6 +72,12 @@ func Start(ctx context.Context, s Settings) (*Server, error) {
 		NoSigs:                true, // the daemon owns the signals
 		NoSystemAccount:       true,
 		DisableShortFirstPing: true,
+	}
+	if c := s.Cluster; c != nil {
+		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: c.Host, Port: c.Port}
+		opts.Routes = server.RoutesFromStr(strings.Join(c.Routes, ","))
+		opts.NoSystemAccount = false // JetStream's cluster needs the system account
+		opts.Tags = s.Tags
 	}
 	if opts.ServerName == "" {
 		opts.ServerName = "trailkeeper"
@@ -101,6 +121,9 @@ func (s *Server) ClientURL() string {
 	}
 	return s.ns.ClientURL()
 }
+
+// Name is the server's name.
+func (s *Server) Name() string { return s.ns.Name() }
 
 // Shutdown stops the server and waits until it has stopped; the file store
 // is flushed. Safe to call more than once.

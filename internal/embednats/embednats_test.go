@@ -10,6 +10,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/trailkeeper/trailkeeper/internal/embednats"
+	"github.com/trailkeeper/trailkeeper/internal/embednats/embednatstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -88,5 +89,50 @@ func TestStoreSurvivesRestart(t *testing.T) {
 func TestStoreDirRequired(t *testing.T) {
 	if _, err := embednats.Start(context.Background(), embednats.Settings{}); err == nil {
 		t.Error("started without a store dir")
+	}
+}
+
+// Three clustered servers hold an R3 stream that survives losing one.
+func TestClusterR3SurvivesANode(t *testing.T) {
+	servers := embednatstest.StartCluster(t, 3)
+	nc, err := nats.Connect(embednatstest.URLs(servers), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}, Replicas: 3, Placement: &jetstream.Placement{Tags: []string{"n2"}}})
+	if err == nil {
+		t.Fatal("three replicas placed on the one server tagged n2")
+	}
+	st, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}, Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(from, to int) {
+		for i := from; i < to; i++ {
+			for {
+				_, err := js.Publish(ctx, "s.x", []byte{byte(i)}, jetstream.WithMsgID(string(rune('a'+i))))
+				if err == nil {
+					break
+				}
+				if ctx.Err() != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	}
+	publish(0, 10)
+	servers[0].Shutdown()
+	publish(10, 20)
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 20 {
+		t.Errorf("%d messages, want 20", info.State.Msgs)
 	}
 }

@@ -154,10 +154,7 @@ func Join(ctx context.Context, set Settings) (*Member, error) {
 	if set.Logger == nil {
 		set.Logger = slog.New(slog.DiscardHandler)
 	}
-	kv, err := tkjs.EnsureKV(ctx, set.JS, tkjs.KVConfig{
-		Bucket: set.Bucket, Description: "trailkeeper fleet: members and leases", TTL: set.TTL,
-		Replicas: set.Replicas, Placement: set.Placement, Apply: set.Apply,
-	})
+	kv, err := tkjs.EnsureKV(ctx, set.JS, BucketConfig(set.Bucket, set.TTL, set.Replicas, set.Placement, set.Apply))
 	if err != nil {
 		return nil, fmt.Errorf("fleet: %w", err)
 	}
@@ -173,6 +170,20 @@ func Join(ctx context.Context, set Settings) (*Member, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// BucketConfig is the fleet's bucket: entries expire after ttl.
+func BucketConfig(bucket string, ttl time.Duration, replicas int, pl tkjs.Placement, apply bool) tkjs.KVConfig {
+	return tkjs.KVConfig{Bucket: bucket, Description: "trailkeeper fleet: members and leases", TTL: ttl,
+		Replicas: replicas, Placement: pl, Apply: apply}
+}
+
+// SetHTTP sets the API address others see in the status (known once the
+// daemon listens).
+func (m *Member) SetHTTP(addr string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.rec.HTTP = addr
 }
 
 // Name is the member's name.

@@ -65,6 +65,12 @@ func (q *Query) Routes() []Route {
 
 const tokenCookie = "trailkeeper_token"
 
+// RequireToken lets a request through with token as its bearer token
+// (or the web page's cookie); an empty token lets everything through.
+func RequireToken(token string, h http.Handler) http.Handler {
+	return (&Query{Token: token}).auth(h, false)
+}
+
 // auth lets a request through with the token as a bearer token or in the
 // web page's cookie. Pages answer with the sign-in form instead of 401.
 func (q *Query) auth(h http.Handler, page bool) http.Handler {
