@@ -46,6 +46,9 @@ type Settings struct {
 	// OnReady, if set, is called once everything has started, with the
 	// addresses a client needs (for tests and the start-up log).
 	OnReady func(Addrs)
+	// NATSOptions are added to the connection's options (a custom dialer,
+	// say, for tests that cut a daemon off).
+	NATSOptions []nats.Option
 }
 
 // Addrs are where the daemon can be reached.
@@ -62,7 +65,7 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 		return fmt.Errorf("data dir: %w", err)
 	}
 
-	conn, err := connect(ctx, cfg, log)
+	conn, err := connect(ctx, cfg, log, set.NATSOptions...)
 	if err != nil {
 		return err
 	}
@@ -465,11 +468,12 @@ type natsConn struct {
 	once     sync.Once
 }
 
-func connect(ctx context.Context, cfg *config.Config, log *slog.Logger) (*natsConn, error) {
+func connect(ctx context.Context, cfg *config.Config, log *slog.Logger, extra ...nats.Option) (*natsConn, error) {
 	opts, err := natsOptions(cfg.NATS, log)
 	if err != nil {
 		return nil, err
 	}
+	opts = append(opts, extra...)
 	if cfg.NATS.URL != "" {
 		nc, err := nats.Connect(cfg.NATS.URL, opts...)
 		if err != nil {

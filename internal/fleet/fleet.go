@@ -319,8 +319,9 @@ func members(ctx context.Context, kv jetstream.KeyValue) ([]memberRecord, error)
 
 // Assign is the assignment every member computes: unit key → member name.
 // Each unit goes to the member that ranks highest for it (rendezvous
-// hashing) among those that can run it and are under their share,
-// ceil(units / members); when all of those are full, to the least loaded.
+// hashing) among those that can run it and are under their share (units
+// / members, and one more for as many members as the division leaves
+// over); when all of those are full, to the least loaded.
 // Units are placed in an order of their own hashes, so that no member is
 // favoured by key order.
 func Assign(can map[string][]string) map[string]string {
@@ -343,7 +344,9 @@ func Assign(can map[string][]string) map[string]string {
 	slices.SortFunc(units, func(a, b string) int {
 		return cmp.Or(cmp.Compare(hash(a), hash(b)), cmp.Compare(a, b))
 	})
-	share := (len(units) + len(names) - 1) / len(names)
+	// Exactly even: every member gets floor(units/members), and the first
+	// units%members members to reach it may take one more.
+	floor, extra := len(units)/len(names), len(units)%len(names)
 	load := map[string]int{}
 	for _, u := range units {
 		cands := unitSet[u]
@@ -352,7 +355,7 @@ func Assign(can map[string][]string) map[string]string {
 		})
 		pick := ""
 		for _, c := range cands {
-			if load[c] < share {
+			if load[c] < floor || load[c] == floor && extra > 0 {
 				pick = c
 				break
 			}
@@ -364,6 +367,9 @@ func Assign(can map[string][]string) map[string]string {
 					pick = c
 				}
 			}
+		}
+		if load[pick] == floor && extra > 0 {
+			extra--
 		}
 		load[pick]++
 		out[u] = pick

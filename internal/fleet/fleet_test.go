@@ -43,6 +43,21 @@ func TestAssignEvenStableAndEligible(t *testing.T) {
 	if len(a) != 24 || load["d1"] != 8 || load["d2"] != 8 || load["d3"] != 8 {
 		t.Errorf("load = %v, want 8 each of 24", load)
 	}
+	// Shares differ by one at most, whatever the division leaves.
+	for n := 1; n <= 30; n++ {
+		u := units(n)
+		load := map[string]int{}
+		for _, m := range fleet.Assign(map[string][]string{"d1": u, "d2": u, "d3": u, "d4": u}) {
+			load[m]++
+		}
+		lo, hi := n, 0
+		for _, m := range []string{"d1", "d2", "d3", "d4"} {
+			lo, hi = min(lo, load[m]), max(hi, load[m])
+		}
+		if hi-lo > 1 {
+			t.Errorf("%d units over 4 members: %v", n, load)
+		}
+	}
 	// A fourth member takes its share, and units move only to it.
 	four := maps.Clone(three)
 	four["d4"] = all

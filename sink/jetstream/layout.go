@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -133,10 +134,42 @@ func streamDiffs(is, want jetstream.StreamConfig) []string {
 	return d
 }
 
+// busy reports whether err is a cluster that did not answer in time
+// (a leader election, several daemons creating the same replicated
+// stream at once): worth trying again.
+func busy(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrJetStreamNotEnabled)
+}
+
+// patiently runs op until it returns something else than busy, for up to
+// a minute unless ctx ends first.
+func patiently[T any](ctx context.Context, op func() (T, error)) (T, error) {
+	deadline := time.Now().Add(time.Minute)
+	wait := 200 * time.Millisecond
+	for {
+		v, err := op()
+		if err == nil || !busy(err) || ctx.Err() != nil || time.Now().After(deadline) {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
 // EnsureStream creates the stream as cfg says, or checks that the stream
 // that exists matches it: a difference is a *MismatchError listing every
-// one, unless cfg.Apply, which updates the stream to cfg.
+// one, unless cfg.Apply, which updates the stream to cfg. A cluster too
+// busy to answer is asked again for up to a minute.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (jetstream.Stream, error) {
+	return patiently(ctx, func() (jetstream.Stream, error) { return ensureStream(ctx, js, cfg) })
+}
+
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (jetstream.Stream, error) {
 	want := cfg.streamConfig()
 	for {
 		st, err := js.Stream(ctx, cfg.Name)
@@ -189,6 +222,10 @@ func (c KVConfig) kvConfig() jetstream.KeyValueConfig {
 // EnsureKV opens the bucket, creating it as c says when it does not exist;
 // a bucket that exists and differs is a *MismatchError (see EnsureStream).
 func EnsureKV(ctx context.Context, js jetstream.JetStream, c KVConfig) (jetstream.KeyValue, error) {
+	return patiently(ctx, func() (jetstream.KeyValue, error) { return ensureKV(ctx, js, c) })
+}
+
+func ensureKV(ctx context.Context, js jetstream.JetStream, c KVConfig) (jetstream.KeyValue, error) {
 	want := c.kvConfig()
 	for {
 		kv, err := js.KeyValue(ctx, c.Bucket)

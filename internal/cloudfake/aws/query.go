@@ -72,7 +72,7 @@ func (s *Server) assumeRole(c *call, v url.Values) {
 	}
 	key := fmt.Sprintf("ASIAFAKE%012d", keySeq.Add(1))
 	s.mu.Lock()
-	s.creds[key] = m[1]
+	s.creds[key] = assumedCreds{account: m[1], session: v.Get("RoleSessionName")}
 	s.assumed = append(s.assumed, AssumeRoleCall{RoleARN: arn, SessionName: v.Get("RoleSessionName"), ExternalID: v.Get("ExternalId"), SourceIdentity: v.Get("SourceIdentity")})
 	exp := s.now().Add(time.Hour).UTC().Format(time.RFC3339)
 	s.mu.Unlock()

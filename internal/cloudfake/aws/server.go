@@ -42,7 +42,7 @@ type Server struct {
 	now      func() time.Time
 	faults   []*Fault
 	requests []Request
-	creds    map[string]string // access key id → account
+	creds    map[string]assumedCreds // access key id → the role session it is
 	assumed  []AssumeRoleCall
 
 	trail trailState
@@ -61,7 +61,13 @@ type Request struct {
 	Account string
 	Region  string
 	Status  int
+	// Session is the role session name of credentials from AssumeRole
+	// ("" for others): which daemon of a fleet called.
+	Session string
+	Start   time.Time // real time the request arrived; Wall is when it was answered
 }
+
+type assumedCreds struct{ account, session string }
 
 // Fault makes requests fail. Match selects them; Times is how many more it
 // fails (0: no more; negative: forever).
@@ -99,7 +105,7 @@ func WithListener(ln net.Listener) Option { return func(s *Server) { s.ln = ln }
 func New(opts ...Option) *Server {
 	s := &Server{
 		now:     time.Now,
-		creds:   map[string]string{},
+		creds:   map[string]assumedCreds{},
 		s3:      map[string]map[string]*Object{},
 		sqs:     map[string]*queue{},
 		regions: []string{"us-east-1", "eu-west-1"},
@@ -152,16 +158,18 @@ type call struct {
 	op      string
 	account string
 	region  string
+	session string
+	start   time.Time
 	status  int
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	c := &call{w: w, r: r, account: DefaultAccount}
+	c := &call{w: w, r: r, account: DefaultAccount, start: time.Now()}
 	if m := scopeRE.FindStringSubmatch(r.Header.Get("Authorization")); m != nil {
 		c.region = m[2]
 		s.mu.Lock()
 		if a, ok := s.creds[m[1]]; ok {
-			c.account = a
+			c.account, c.session = a.account, a.session
 		}
 		s.mu.Unlock()
 	}
@@ -233,7 +241,7 @@ func (s *Server) log(c *call) {
 	if st == 0 {
 		st = http.StatusOK
 	}
-	s.requests = append(s.requests, Request{Time: s.now(), Wall: time.Now(), Op: c.op, Account: c.account, Region: c.region, Status: st})
+	s.requests = append(s.requests, Request{Time: s.now(), Wall: time.Now(), Op: c.op, Account: c.account, Region: c.region, Status: st, Session: c.session, Start: c.start})
 }
 
 // json writes v as an AWS JSON protocol response.

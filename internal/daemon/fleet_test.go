@@ -1,0 +1,373 @@
+package daemon_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/trailkeeper/trailkeeper/collectors/registry"
+	awsfake "github.com/trailkeeper/trailkeeper/internal/cloudfake/aws"
+	"github.com/trailkeeper/trailkeeper/internal/daemon"
+	"github.com/trailkeeper/trailkeeper/internal/embednats/embednatstest"
+	"github.com/trailkeeper/trailkeeper/internal/fleet"
+	"github.com/trailkeeper/trailkeeper/sink/worm"
+)
+
+// cutter dials NATS for one daemon and can cut it off for good, the way a
+// crash or a partition looks from the cluster: no goodbye, no release.
+type cutter struct {
+	mu    sync.Mutex
+	conns []net.Conn
+	cut   bool
+}
+
+func (c *cutter) Dial(network, address string) (net.Conn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cut {
+		return nil, errors.New("cut off")
+	}
+	conn, err := net.DialTimeout(network, address, 2*time.Second)
+	if err == nil {
+		c.conns = append(c.conns, conn)
+	}
+	return conn, err
+}
+
+func (c *cutter) Cut() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cut = true
+	for _, conn := range c.conns {
+		conn.Close()
+	}
+}
+
+type fleetDaemon struct {
+	name   string
+	addrs  daemon.Addrs
+	cut    *cutter
+	cancel context.CancelFunc
+	done   chan error
+}
+
+var (
+	fleetAccounts = []string{"111111111111", "222222222222", "333333333333", "444444444444"}
+	fleetRegions  = []string{"us-east-1", "eu-west-1", "ap-south-1"}
+)
+
+const fleetTTL = 3 * time.Second
+
+func startFleetDaemon(t *testing.T, name, urls, fakeURL, shared string) *fleetDaemon {
+	t.Helper()
+	cfg := loadConfig(t, fmt.Sprintf(`
+data_dir: %s
+log: {level: warn}
+nats: {url: '%s', sync_interval: 0s}
+stream: {replicas: 3}
+http: {listen: '127.0.0.1:0'}
+pipeline: {retry_initial: 100ms, retry_max: 1s, shutdown_timeout: 5s}
+fleet: {enabled: true, name: %s, lease_ttl: %s}
+archive: {dir: %s, key_file: %s, segment_age: 500ms}
+sources:
+  - name: aws
+    type: cloudtrail_api
+    endpoint_url: %s
+    accounts: [%s]
+    role_arn: 'arn:aws:iam::{account}:role/reader'
+    session_name: %s
+    regions: [%s]
+    backfill: 3h
+    window: 1h
+    lag: 0s
+    overlap: 1m
+    poll_interval: 300ms
+`, filepath.Join(t.TempDir(), name), urls, name, fleetTTL, filepath.Join(shared, "archive"), filepath.Join(shared, "archive.key"),
+		fakeURL, strings.Join(fleetAccounts, ", "), name, strings.Join(fleetRegions, ", ")))
+	d := &fleetDaemon{name: name, cut: &cutter{}, done: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	ready := make(chan daemon.Addrs, 1)
+	go func() {
+		d.done <- daemon.Run(ctx, cfg, daemon.Settings{
+			Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})).With("daemon", name),
+			Registry:    registry.Default,
+			OnReady:     func(a daemon.Addrs) { ready <- a },
+			NATSOptions: []nats.Option{nats.SetCustomDialer(d.cut), nats.ReconnectWait(100 * time.Millisecond)},
+		})
+	}()
+	select {
+	case d.addrs = <-ready:
+	case err := <-d.done:
+		cancel()
+		t.Fatalf("%s stopped: %v", name, err)
+	}
+	t.Cleanup(d.stop)
+	return d
+}
+
+func (d *fleetDaemon) stop() {
+	if d.cancel == nil {
+		return
+	}
+	d.cancel()
+	d.cancel = nil
+	<-d.done
+}
+
+func (d *fleetDaemon) status(t *testing.T) (fleet.Status, error) {
+	resp, err := http.Get("http://" + d.addrs.HTTP + "/v1/fleet")
+	if err != nil {
+		return fleet.Status{}, err
+	}
+	defer resp.Body.Close()
+	var st fleet.Status
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("GET /v1/fleet: %s", resp.Status)
+	}
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// settled says whether every unit is held by the member it is assigned
+// to, and returns the holders.
+func settled(st fleet.Status, units int, members ...string) (map[string]string, bool) {
+	holders := map[string]string{}
+	live := map[string]bool{}
+	for _, m := range st.Members {
+		live[m.Name] = m.Units == units // it told what it can run
+	}
+	for _, m := range members {
+		if !live[m] {
+			return nil, false
+		}
+	}
+	for _, u := range st.Units {
+		if u.Holder == "" || u.Holder != u.Assigned || !slices.Contains(members, u.Holder) {
+			return nil, false
+		}
+		holders[u.Key] = u.Holder
+	}
+	return holders, len(holders) == units && len(st.Members) == len(members)
+}
+
+// Three daemons on a three-node NATS cluster poll 12 account × region
+// streams of the CloudTrail fake. Each stream is polled by one daemon at
+// a time (checked at the fake, from the role session each daemon's calls
+// are signed with), a daemon cut off has its streams taken over within 2
+// TTLs, losing a NATS node loses nothing (R3), a daemon that joins gets
+// its share, and the stream ends up with every event exactly once; the
+// archive, whose archiver moved with its role, verifies.
+func TestFleetOnCluster(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "fleet")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "fleet")
+	t.Setenv("AWS_REGION", "us-east-1")
+	servers := embednatstest.StartCluster(t, 3)
+	urls := embednatstest.URLs(servers)
+	fake := awsfake.New(awsfake.WithRegions(fleetRegions...))
+	t.Cleanup(fake.Close)
+
+	// Three hours of history per stream, then new events as the test runs.
+	var mu sync.Mutex
+	total := 0
+	add := func(at time.Time, n int) {
+		mu.Lock()
+		defer mu.Unlock()
+		var evs []awsfake.Event
+		for _, a := range fleetAccounts {
+			for _, r := range fleetRegions {
+				for i := range n {
+					evs = append(evs, awsfake.MakeEvent(a, r, fmt.Sprintf("%s-%s-%06d", a, r, total+i), "RunInstances", at.Add(-time.Duration(i)*3*time.Minute)))
+				}
+			}
+		}
+		total += n
+		fake.AddEvents(evs...)
+	}
+	add(time.Now().Add(-time.Minute), 50)
+	liveCtx, stopLive := context.WithCancel(context.Background())
+	liveDone := make(chan struct{})
+	go func() {
+		defer close(liveDone)
+		for liveCtx.Err() == nil {
+			add(time.Now().Add(-time.Second), 1)
+			select {
+			case <-liveCtx.Done():
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}()
+	defer func() { stopLive(); <-liveDone }()
+
+	shared := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(shared, "archive"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, vkey, _, err := worm.LoadOrCreateKey(filepath.Join(shared, "archive.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := map[string]*fleetDaemon{}
+	var wg sync.WaitGroup
+	var dmu sync.Mutex
+	for _, n := range []string{"d1", "d2", "d3"} {
+		wg.Go(func() {
+			d := startFleetDaemon(t, n, urls, fake.URL, shared)
+			dmu.Lock()
+			ds[n] = d
+			dmu.Unlock()
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	const units = 12 + 1 // streams and the archiver
+	waitStatus := func(what string, within time.Duration, from *fleetDaemon, members ...string) (map[string]string, time.Duration) {
+		t.Helper()
+		start := time.Now()
+		for {
+			st, err := from.status(t)
+			if err == nil {
+				if h, ok := settled(st, units, members...); ok {
+					return h, time.Since(start)
+				}
+			}
+			if time.Since(start) > within {
+				t.Fatalf("%s: not within %s (last status %+v, %v)", what, within, st, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	holders, took := waitStatus("every unit owned once", 6*fleetTTL, ds["d1"], "d1", "d2", "d3")
+	t.Logf("13 units settled on 3 daemons %s after start", took.Round(time.Millisecond))
+	per := map[string]int{}
+	for _, h := range holders {
+		per[h]++
+	}
+	for _, n := range []string{"d1", "d2", "d3"} {
+		if per[n] < 4 || per[n] > 5 {
+			t.Errorf("%s owns %d units, want 4 or 5: %v", n, per[n], per)
+		}
+	}
+
+	// d2 dies.
+	time.Sleep(fleetTTL)
+	ds["d2"].cut.Cut()
+	_, took = waitStatus("d2's units taken over", 2*fleetTTL+fleetTTL/2, ds["d1"], "d1", "d3")
+	t.Logf("d2's %d units taken over %s after it was cut off (TTL %s)", per["d2"], took.Round(time.Millisecond), fleetTTL)
+
+	// A NATS node dies; the others have every replica.
+	servers[0].Shutdown()
+	time.Sleep(fleetTTL)
+
+	// d4 joins and takes its share.
+	ds["d4"] = startFleetDaemon(t, "d4", embednatstest.URLs(servers[1:]), fake.URL, shared)
+	holders, took = waitStatus("d4 has its share", 6*fleetTTL, ds["d3"], "d1", "d3", "d4")
+	t.Logf("d4 had its share %s after it started", took.Round(time.Millisecond))
+	per = map[string]int{}
+	for _, h := range holders {
+		per[h]++
+	}
+	if per["d4"] < 4 {
+		t.Errorf("d4 owns %d units: %v", per["d4"], per)
+	}
+
+	time.Sleep(fleetTTL)
+	stopLive()
+	<-liveDone
+
+	// Every event exactly once.
+	nc, err := nats.Connect(embednatstest.URLs(servers[1:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	want := uint64(total * len(fleetAccounts) * len(fleetRegions))
+	ctx := context.Background()
+	deadline := time.Now().Add(60 * time.Second)
+	var got uint64
+	for {
+		st, err := js.Stream(ctx, "AUDIT")
+		if err == nil {
+			info, err := st.Info(ctx, jetstream.WithSubjectFilter("audit.aws.>"))
+			if err == nil {
+				got = 0
+				for _, n := range info.State.Subjects {
+					got += n
+				}
+			}
+		}
+		if got >= want || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // anything extra would show now
+	if st, err := js.Stream(ctx, "AUDIT"); err == nil {
+		if info, err := st.Info(ctx); err == nil && info.State.Msgs != want {
+			t.Errorf("the stream holds %d messages for %d events", info.State.Msgs, want)
+		}
+	}
+	if got != want {
+		t.Errorf("%d events on audit.aws.>, want %d", got, want)
+	}
+
+	// No stream was polled by two daemons at once.
+	type stream struct{ account, region string }
+	calls := map[stream][]awsfake.Request{}
+	n := 0
+	for _, r := range fake.Requests() {
+		if r.Op == "CloudTrail.LookupEvents" {
+			calls[stream{r.Account, r.Region}] = append(calls[stream{r.Account, r.Region}], r)
+			n++
+		}
+	}
+	sessions := map[string]int{}
+	for s, rs := range calls {
+		slices.SortFunc(rs, func(a, b awsfake.Request) int { return a.Start.Compare(b.Start) })
+		for i := 1; i < len(rs); i++ {
+			sessions[rs[i].Session]++
+			if rs[i].Session != rs[i-1].Session && rs[i].Start.Before(rs[i-1].Wall) {
+				t.Errorf("%v: %s called at %s while %s's call (until %s) was running", s, rs[i].Session,
+					rs[i].Start.Format(time.StampMilli), rs[i-1].Session, rs[i-1].Wall.Format(time.StampMilli))
+			}
+			if rs[i].Session == "" {
+				t.Errorf("%v: a call without a role session", s)
+			}
+		}
+	}
+	t.Logf("%d LookupEvents calls on %d streams, by session: %v", n, len(calls), sessions)
+
+	// Stop everyone, then check the archive: one log, though its archiver
+	// moved.
+	for _, d := range ds {
+		d.stop()
+	}
+	v, err := worm.ParseVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := worm.Verify(ctx, worm.DirStore{Root: filepath.Join(shared, "archive")}, worm.VerifyOptions{Verifier: v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || rep.Leaves == 0 {
+		t.Errorf("archive: %d leaves, findings %v", rep.Leaves, rep.Findings)
+	}
+	t.Logf("archive: %d leaves in %d segments, verified", rep.Leaves, rep.Segments)
+}
