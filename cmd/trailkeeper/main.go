@@ -64,7 +64,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(runCmd(), validateCmd(), normalizeCmd(), keygenCmd(), verifyCmd(), proveCmd(), execCmd(), runTokenCmd(), fakeAWSCmd(), versionCmd(),
-		whoChangedCmd(), timelineCmd(), driftCmd(), showCmd(), reindexCmd(), benchCmd(), healthCmd())
+		whoChangedCmd(), timelineCmd(), driftCmd(), showCmd(), reindexCmd(), benchCmd(), healthCmd(), fleetCmd())
 	return root
 }
 

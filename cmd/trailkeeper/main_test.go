@@ -69,7 +69,8 @@ func TestValidateConfig(t *testing.T) {
 	}
 	for _, ex := range examples {
 		cmd := exec.Command(binary, "validate-config", ex)
-		cmd.Env = append(os.Environ(), "AZURE_CLIENT_SECRET=example")
+		cmd.Env = append(os.Environ(), "AZURE_CLIENT_SECRET=example", "TRAILKEEPER_NAME=tk-1", "TRAILKEEPER_NATS_PASSWORD=example",
+			"TRAILKEEPER_API_TOKEN=an-example-token-of-length")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("%s: %v\n%s", ex, err, out)
 		}

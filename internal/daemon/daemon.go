@@ -305,6 +305,10 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 		OnFinding: func(typ string) { driftFindings.WithLabelValues(typ).Inc() }}
 	g.Go(func() error { return detector.Run(gctx) })
 	if mem != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "trailkeeper_fleet_units",
+			Help: "Fleet units (source streams, the archiver role) this daemon holds the lease of and runs.",
+		}, func() float64 { return float64(len(mem.Running())) }))
 		routes = append(routes, httpapi.Route{Pattern: "GET /v1/fleet", Handler: httpapi.RequireToken(string(cfg.HTTP.APIToken), fleet.Handler(mem.KV()))})
 	}
 	addrs := Addrs{NATS: conn.url}
