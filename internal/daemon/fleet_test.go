@@ -28,11 +28,53 @@ import (
 )
 
 // cutter dials NATS for one daemon and can cut it off for good, the way a
-// crash or a partition looks from the cluster: no goodbye, no release.
+// crash looks from the cluster (no goodbye, no release), or pause its
+// traffic and let it flow again, the way a partition or a frozen VM looks.
 type cutter struct {
-	mu    sync.Mutex
-	conns []net.Conn
-	cut   bool
+	mu     sync.Mutex
+	conns  []net.Conn
+	cut    bool
+	paused chan struct{} // closed when traffic may flow
+}
+
+// pausable holds every read and write while its cutter is paused.
+type pausable struct {
+	net.Conn
+	c *cutter
+}
+
+func (c *cutter) wait() {
+	c.mu.Lock()
+	ch := c.paused
+	c.mu.Unlock()
+	if ch != nil {
+		<-ch
+	}
+}
+
+func (p pausable) Read(b []byte) (int, error) {
+	p.c.wait()
+	n, err := p.Conn.Read(b)
+	p.c.wait() // what arrived during the pause is seen after it
+	return n, err
+}
+
+func (p pausable) Write(b []byte) (int, error) {
+	p.c.wait()
+	return p.Conn.Write(b)
+}
+
+func (c *cutter) Pause() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.paused = make(chan struct{})
+}
+
+func (c *cutter) Resume() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	close(c.paused)
+	c.paused = nil
 }
 
 func (c *cutter) Dial(network, address string) (net.Conn, error) {
@@ -42,16 +84,21 @@ func (c *cutter) Dial(network, address string) (net.Conn, error) {
 		return nil, errors.New("cut off")
 	}
 	conn, err := net.DialTimeout(network, address, 2*time.Second)
-	if err == nil {
-		c.conns = append(c.conns, conn)
+	if err != nil {
+		return nil, err
 	}
-	return conn, err
+	c.conns = append(c.conns, conn)
+	return pausable{Conn: conn, c: c}, nil
 }
 
 func (c *cutter) Cut() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.cut = true
+	if c.paused != nil {
+		close(c.paused)
+		c.paused = nil
+	}
 	for _, conn := range c.conns {
 		conn.Close()
 	}
@@ -236,6 +283,37 @@ func TestFleetOnCluster(t *testing.T) {
 		return
 	}
 	const units = 12 + 1 // streams and the archiver
+
+	// Every cursor write, in order: no daemon may ever write back a cursor
+	// that a newer one replaced (a stale save after a takeover).
+	wnc, err := nats.Connect(urls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wjs, _ := jetstream.New(wnc)
+	cursors, err := wjs.KeyValue(context.Background(), "trailkeeper-cursors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	watcher, err := cursors.WatchAll(watchCtx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	history := map[string][]string{}
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for e := range watcher.Updates() {
+			if e == nil {
+				continue
+			}
+			h := history[e.Key()]
+			if v := string(e.Value()); len(h) == 0 || h[len(h)-1] != v {
+				history[e.Key()] = append(h, v)
+			}
+		}
+	}()
 	waitStatus := func(what string, within time.Duration, from *fleetDaemon, members ...string) (map[string]string, time.Duration) {
 		t.Helper()
 		start := time.Now()
@@ -267,8 +345,20 @@ func TestFleetOnCluster(t *testing.T) {
 	// d2 dies.
 	time.Sleep(fleetTTL)
 	ds["d2"].cut.Cut()
-	_, took = waitStatus("d2's units taken over", 2*fleetTTL+fleetTTL/2, ds["d1"], "d1", "d3")
+	_, took = waitStatus("d2's units taken over", 2*fleetTTL, ds["d1"], "d1", "d3")
 	t.Logf("d2's %d units taken over %s after it was cut off (TTL %s)", per["d2"], took.Round(time.Millisecond), fleetTTL)
+
+	// d3 is frozen past its lease (its NATS traffic held for 2 TTLs), then
+	// thaws: its units were taken over meanwhile, it writes nothing stale,
+	// and it rejoins.
+	ds["d3"].cut.Pause()
+	time.Sleep(2 * fleetTTL)
+	if _, err := ds["d1"].status(t); err != nil {
+		t.Fatal(err)
+	}
+	ds["d3"].cut.Resume()
+	_, took = waitStatus("d3 back after its pause", 6*fleetTTL, ds["d1"], "d1", "d3")
+	t.Logf("d3 settled again %s after it thawed", took.Round(time.Millisecond))
 
 	// A NATS node dies; the others have every replica.
 	servers[0].Shutdown()
@@ -352,6 +442,25 @@ func TestFleetOnCluster(t *testing.T) {
 		}
 	}
 	t.Logf("%d LookupEvents calls on %d streams, by session: %v", n, len(calls), sessions)
+
+	stopWatch()
+	<-watched
+	wnc.Close()
+	writes := 0
+	for key, h := range history {
+		seen := map[string]int{}
+		for i, v := range h {
+			if j, ok := seen[v]; ok {
+				t.Errorf("cursor %s went back to its write #%d at #%d: %s", key, j, i, v)
+			}
+			seen[v] = i
+		}
+		writes += len(h)
+	}
+	if len(history) != 12 {
+		t.Errorf("%d cursors written, want 12", len(history))
+	}
+	t.Logf("%d cursor writes on %d cursors, none went back", writes, len(history))
 
 	// Stop everyone, then check the archive: one log, though its archiver
 	// moved.

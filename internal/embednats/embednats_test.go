@@ -103,11 +103,11 @@ func TestClusterR3SurvivesANode(t *testing.T) {
 	js, _ := jetstream.New(nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}, Replicas: 3, Placement: &jetstream.Placement{Tags: []string{"n2"}}})
+	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}, Replicas: 3, Placement: &jetstream.Placement{Tags: []string{"n2"}}})
 	if err == nil {
 		t.Fatal("three replicas placed on the one server tagged n2")
 	}
-	st, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}, Replicas: 3})
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}, Replicas: 3})
 	if err != nil {
 		t.Fatal(err)
 	}

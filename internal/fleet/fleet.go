@@ -507,8 +507,12 @@ func (m *Member) start(u Unit, l *lease.Lease) {
 			delete(m.retry, u.Key)
 		}
 		m.mu.Unlock()
-		if err != nil && !errors.Is(err, lease.ErrLost) {
-			m.log.Error("fleet: unit stopped", "unit", u.Key, "err", err)
+		switch {
+		case err == nil:
+		case errors.Is(err, lease.ErrLost) || l.Valid() != nil:
+			m.log.Warn("fleet: unit stopped with its lease", "unit", u.Key, "err", err)
+		default:
+			m.log.Error("fleet: unit stopped; it starts again later", "unit", u.Key, "err", err)
 		}
 		if l.Valid() == nil {
 			rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -252,7 +252,13 @@ func (l *Lease) Keep(ctx context.Context, lost func(error)) {
 			return
 		case <-t.C:
 		}
-		err := l.Renew(ctx)
+		// A renewal that hangs (NATS paused or partitioned) must not
+		// outlive the lease's validity: give up on it then.
+		l.mu.Lock()
+		rctx, cancel := context.WithDeadline(ctx, l.validUntil)
+		l.mu.Unlock()
+		err := l.Renew(rctx)
+		cancel()
 		switch {
 		case err == nil:
 			t.Reset(every)

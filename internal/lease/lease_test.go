@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
 	"github.com/trailkeeper/trailkeeper/internal/embednats/embednatstest"
@@ -173,4 +174,37 @@ func TestKeep(t *testing.T) {
 	if _, err := ms[1].Acquire(context.Background(), "k"); err != nil {
 		t.Errorf("a released lease could not be taken: %v", err)
 	}
+}
+
+// BenchmarkRenew is what a fleet pays per unit and renewal, against a
+// plain KV put measured in the same run: go test -bench Renew ./internal/lease
+func BenchmarkRenew(b *testing.B) {
+	_, _, js := embednatstest.Start(b)
+	ctx := context.Background()
+	m, err := lease.Open(ctx, js, lease.Settings{Holder: "a", TTL: time.Minute})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("put-baseline", func(b *testing.B) {
+		kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "baseline"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if _, err := kv.Put(ctx, "k", []byte(`{"holder":"a","since":"2026-11-24T00:00:00Z"}`)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("renew", func(b *testing.B) {
+		l, err := m.Acquire(ctx, "k")
+		if err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if err := l.Renew(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -217,11 +217,22 @@ func (a *Archiver) Run(ctx context.Context) error {
 		}
 		for msg := range batch.Messages() {
 			if err := a.add(ctx, msg); err != nil {
+				if ctx.Err() != nil {
+					return nil // stopped mid-write; see below
+				}
 				return err
 			}
 		}
 		if a.buf.Len() > 0 && time.Since(a.segAt) >= a.set.SegmentAge {
 			if err := a.flush(ctx); err != nil {
+				if ctx.Err() != nil {
+					// Stopped mid-write (a fleet handing the role over):
+					// a clean stop. The half-committed state in memory is
+					// dropped; the next archiver resumes from the newest
+					// manifest, as after a crash, and the messages not
+					// acknowledged come again.
+					return nil
+				}
 				return err
 			}
 		}
