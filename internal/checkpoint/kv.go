@@ -103,7 +103,7 @@ func (s *KV) Claim(ctx context.Context, key string) (*Claimed, error) {
 			cursor = nonEmpty(e.Value())
 			rev, err = s.kv.Update(ctx, k, e.Value(), e.Revision())
 		}
-		if wrongRevision(err) || errors.Is(err, jetstream.ErrKeyExists) {
+		if tkjs.WrongRevision(err) || errors.Is(err, jetstream.ErrKeyExists) {
 			continue // the old owner saved meanwhile: its progress is good, claim it
 		}
 		if err != nil {
@@ -141,7 +141,7 @@ func (c *Claimed) Save(ctx context.Context, key string, cursor []byte) error {
 		return fmt.Errorf("checkpoint: %q is claimed, not %q", c.key, key)
 	}
 	rev, err := c.kv.Update(ctx, c.k, cursor, c.rev)
-	if wrongRevision(err) || errors.Is(err, jetstream.ErrKeyNotFound) {
+	if tkjs.WrongRevision(err) || errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("%w: %q", ErrFenced, key)
 	}
 	if err != nil {
@@ -149,9 +149,4 @@ func (c *Claimed) Save(ctx context.Context, key string, cursor []byte) error {
 	}
 	c.rev, c.cursor = rev, cursor
 	return nil
-}
-
-func wrongRevision(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }

@@ -259,7 +259,7 @@ func (m *Member) heartbeat(ctx context.Context) error {
 			m.rev = rev
 			return nil
 		}
-		if !isWrongRevision(err) && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		if !tkjs.WrongRevision(err) && !errors.Is(err, jetstream.ErrKeyNotFound) {
 			return err
 		}
 		e, err := m.kv.Get(ctx, key)
@@ -290,29 +290,38 @@ func (m *Member) heartbeat(ctx context.Context) error {
 
 // members reads every live member's heartbeat.
 func members(ctx context.Context, kv jetstream.KeyValue) ([]memberRecord, error) {
-	w, err := kv.WatchFiltered(ctx, []string{memberPrefix + ">"}, jetstream.IgnoreDeletes())
+	var out []memberRecord
+	err := snapshot(ctx, kv, memberPrefix, func(e jetstream.KeyValueEntry) {
+		var r memberRecord
+		if json.Unmarshal(e.Value(), &r) == nil && r.Name != "" {
+			r.beat = e.Created()
+			out = append(out, r)
+		}
+	})
+	slices.SortFunc(out, func(a, b memberRecord) int { return cmp.Compare(a.Name, b.Name) })
+	return out, err
+}
+
+// snapshot calls fn with the current entry of every key under prefix
+// (one watcher, no per-key reads).
+func snapshot(ctx context.Context, kv jetstream.KeyValue, prefix string, fn func(jetstream.KeyValueEntry)) error {
+	w, err := kv.WatchFiltered(ctx, []string{prefix + ">"}, jetstream.IgnoreDeletes())
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer w.Stop()
-	var out []memberRecord
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		case e, ok := <-w.Updates():
 			if !ok {
-				return nil, errors.New("fleet: member watch closed")
+				return errors.New("fleet: watch closed")
 			}
 			if e == nil {
-				slices.SortFunc(out, func(a, b memberRecord) int { return cmp.Compare(a.Name, b.Name) })
-				return out, nil
+				return nil
 			}
-			var r memberRecord
-			if json.Unmarshal(e.Value(), &r) == nil && r.Name != "" {
-				r.beat = e.Created()
-				out = append(out, r)
-			}
+			fn(e)
 		}
 	}
 }
@@ -539,7 +548,7 @@ func (m *Member) leave() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	key := memberPrefix + checkpoint.EscapeKey(m.set.Name)
-	if err := m.kv.Purge(ctx, key, jetstream.LastRevision(m.rev)); err != nil && !isWrongRevision(err) {
+	if err := m.kv.Purge(ctx, key, jetstream.LastRevision(m.rev)); err != nil && !tkjs.WrongRevision(err) {
 		m.log.Warn("fleet: could not leave; the entry will expire", "err", err)
 	}
 }
@@ -558,11 +567,6 @@ func (m *Member) Running() []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-func isWrongRevision(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
 
 // unescape is checkpoint.EscapeKey's inverse, for showing lease keys.

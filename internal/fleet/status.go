@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -123,29 +122,14 @@ type leaseEntry struct {
 
 // readLeases reads every lease, by unit key.
 func readLeases(ctx context.Context, kv jetstream.KeyValue) (map[string]leaseEntry, error) {
-	w, err := kv.WatchFiltered(ctx, []string{leasePrefix + ">"}, jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, err
-	}
-	defer w.Stop()
 	out := map[string]leaseEntry{}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, errors.New("fleet: lease watch closed")
-			}
-			if e == nil {
-				return out, nil
-			}
-			var r lease.Record
-			if json.Unmarshal(e.Value(), &r) == nil {
-				out[unescape(strings.TrimPrefix(e.Key(), leasePrefix))] = leaseEntry{rec: r, renewed: e.Created()}
-			}
+	err := snapshot(ctx, kv, leasePrefix, func(e jetstream.KeyValueEntry) {
+		var r lease.Record
+		if json.Unmarshal(e.Value(), &r) == nil {
+			out[unescape(strings.TrimPrefix(e.Key(), leasePrefix))] = leaseEntry{rec: r, renewed: e.Created()}
 		}
-	}
+	})
+	return out, err
 }
 
 // Handler serves ReadStatus as JSON (GET /v1/fleet).

@@ -199,7 +199,7 @@ func (l *Lease) Renew(ctx context.Context) error {
 	sent := l.m.now()
 	rev, err := l.m.kv.Update(ctx, l.Key, l.m.record(l.Since), l.Revision)
 	if err != nil {
-		if isWrongRevision(err) || errors.Is(err, jetstream.ErrKeyNotFound) {
+		if tkjs.WrongRevision(err) || errors.Is(err, jetstream.ErrKeyNotFound) {
 			l.expire()
 			return fmt.Errorf("%w: %s", ErrLost, l.Key)
 		}
@@ -230,7 +230,7 @@ func (l *Lease) Check(ctx context.Context) error {
 func (l *Lease) Release(ctx context.Context) error {
 	l.expire()
 	err := l.m.kv.Purge(ctx, l.Key, jetstream.LastRevision(l.Revision))
-	if err != nil && !isWrongRevision(err) && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	if err != nil && !tkjs.WrongRevision(err) && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("lease %s: release: %w", l.Key, err)
 	}
 	return nil
@@ -275,9 +275,4 @@ func (l *Lease) Keep(ctx context.Context, lost func(error)) {
 		}
 		t.Reset(min(time.Second, every))
 	}
-}
-
-func isWrongRevision(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }

@@ -265,3 +265,10 @@ func ensureKV(ctx context.Context, js jetstream.JetStream, c KVConfig) (jetstrea
 		return kv, nil
 	}
 }
+
+// WrongRevision reports whether err is a key-value compare-and-set that
+// found another revision: someone else wrote the key (or it expired).
+func WrongRevision(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
