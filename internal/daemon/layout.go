@@ -98,7 +98,22 @@ func memberName(f config.Fleet) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("fleet.name is not set and the host name is unknown: %w", err)
 	}
-	return checkpoint.EscapeKey(h), nil
+	return hostMember(h), nil
+}
+
+// hostMember makes a host name a member name: what a consumer name
+// (INDEX_<name>) and a config name allow, a-z A-Z 0-9 _ -, at most 64.
+func hostMember(h string) string {
+	b := []byte(h)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	return string(b)
 }
 
 // pipelines are the pipelines running now, by stream key: in a fleet
