@@ -1,0 +1,246 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	awsfake "github.com/trailkeeper/trailkeeper/internal/cloudfake/aws"
+	"github.com/trailkeeper/trailkeeper/internal/embednats"
+	"github.com/trailkeeper/trailkeeper/internal/embednats/embednatstest"
+	"github.com/trailkeeper/trailkeeper/internal/fleet"
+)
+
+// Two daemon processes share six CloudTrail streams; one is frozen with
+// SIGSTOP while it holds its share, for three lease TTLs, then thawed. The
+// other takes its streams over; the thawed one polls none of them again
+// before it gets them back, writes no stale cursor, and every event is on
+// the stream once.
+func TestFleetProcessFrozenPastItsLease(t *testing.T) {
+	srv, _, _ := embednatstest.StartWith(t, embednats.Settings{Port: -1})
+	fake := awsfake.New()
+	t.Cleanup(fake.Close)
+	accounts, regions := []string{"111111111111", "222222222222"}, []string{"us-east-1", "eu-west-1", "ap-south-1"}
+	var mu sync.Mutex
+	total := 0
+	add := func(at time.Time, n int) {
+		mu.Lock()
+		defer mu.Unlock()
+		var evs []awsfake.Event
+		for _, a := range accounts {
+			for _, r := range regions {
+				for i := range n {
+					evs = append(evs, awsfake.MakeEvent(a, r, fmt.Sprintf("%s-%s-%06d", a, r, total+i), "RunInstances", at.Add(-time.Duration(i)*2*time.Minute)))
+				}
+			}
+		}
+		total += n
+		fake.AddEvents(evs...)
+	}
+	add(time.Now().Add(-time.Minute), 30)
+	liveCtx, stopLive := context.WithCancel(context.Background())
+	liveDone := make(chan struct{})
+	go func() {
+		defer close(liveDone)
+		for liveCtx.Err() == nil {
+			add(time.Now().Add(-time.Second), 1)
+			select {
+			case <-liveCtx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	defer func() { stopLive(); <-liveDone }()
+
+	const ttl = 3 * time.Second
+	work := t.TempDir()
+	type proc struct {
+		cmd  *exec.Cmd
+		http string
+		logs *syncBuffer
+	}
+	start := func(name string) *proc {
+		p := &proc{http: fmt.Sprintf("127.0.0.1:%d", freePort(t)), logs: &syncBuffer{}}
+		cfg := filepath.Join(work, name+".yaml")
+		os.WriteFile(cfg, fmt.Appendf(nil, `
+data_dir: %s
+log: {level: warn}
+nats: {url: '%s', sync_interval: 0s}
+http: {listen: '%s'}
+pipeline: {retry_initial: 100ms, retry_max: 1s, shutdown_timeout: 5s}
+fleet: {enabled: true, name: %s, lease_ttl: %s}
+index: {disabled: true}
+sources:
+  - name: aws
+    type: cloudtrail_api
+    endpoint_url: %s
+    accounts: [%s]
+    role_arn: 'arn:aws:iam::{account}:role/reader'
+    session_name: tk-%s
+    regions: [%s]
+    backfill: 2h
+    lag: 0s
+    overlap: 1m
+    poll_interval: 300ms
+`, filepath.Join(work, name), srv.ClientURL(), p.http, name, ttl, fake.URL, strings.Join(accounts, ", "), name, strings.Join(regions, ", ")), 0o600)
+		p.cmd = exec.Command(binary, "run", "--config", cfg)
+		p.cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=fleet", "AWS_SECRET_ACCESS_KEY=fleet", "AWS_REGION=us-east-1")
+		p.cmd.Stderr = p.logs
+		if err := p.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			p.cmd.Process.Signal(syscall.SIGCONT)
+			p.cmd.Process.Signal(syscall.SIGTERM)
+			p.cmd.Wait()
+			if t.Failed() {
+				t.Logf("%s's log:\n%s", name, p.logs.String())
+			}
+		})
+		return p
+	}
+	status := func(p *proc) (fleet.Status, error) {
+		c := http.Client{Timeout: 2 * time.Second}
+		resp, err := c.Get("http://" + p.http + "/v1/fleet")
+		if err != nil {
+			return fleet.Status{}, err
+		}
+		defer resp.Body.Close()
+		var st fleet.Status
+		return st, json.NewDecoder(resp.Body).Decode(&st)
+	}
+	// holders waits until every stream is held by the member it is
+	// assigned to, the members being exactly these, and returns how many
+	// each holds.
+	holders := func(from *proc, within time.Duration, members ...string) map[string]int {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for {
+			st, err := status(from)
+			per := map[string]int{}
+			ok := err == nil && len(st.Members) == len(members) && len(st.Units) == 6
+			for _, m := range st.Members {
+				ok = ok && slices.Contains(members, m.Name) && m.Units == 6
+			}
+			for _, u := range st.Units {
+				ok = ok && u.Holder != "" && u.Holder == u.Assigned
+				per[u.Holder]++
+			}
+			if ok {
+				return per
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("not settled on %v within %s: %+v %v", members, within, st, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	a, b := start("a"), start("b")
+	if per := holders(a, 60*time.Second, "a", "b"); per["a"] != 3 || per["b"] != 3 {
+		t.Fatalf("shares %v, want 3 each", per)
+	}
+
+	// Watch every cursor write from here on.
+	nc, js := connect(t, srv.ClientURL())
+	defer nc.Close()
+	kv, err := js.KeyValue(context.Background(), "trailkeeper-cursors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, stopWatch := context.WithCancel(context.Background())
+	w, err := kv.WatchAll(wctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	history := map[string][]string{}
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for e := range w.Updates() {
+			if e != nil {
+				if h := history[e.Key()]; len(h) == 0 || h[len(h)-1] != string(e.Value()) {
+					history[e.Key()] = append(h, string(e.Value()))
+				}
+			}
+		}
+	}()
+
+	time.Sleep(ttl)
+	frozen := time.Now()
+	if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	holders(b, 3*ttl, "b")
+	t.Logf("b holds every stream %s after a was frozen (TTL %s)", time.Since(frozen).Round(time.Millisecond), ttl)
+	time.Sleep(3*ttl - time.Since(frozen))
+	thawed := time.Now()
+	if err := a.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	per := holders(b, 6*ttl, "a", "b")
+	t.Logf("a back with %d streams %s after it was thawed", per["a"], time.Since(thawed).Round(time.Millisecond))
+
+	time.Sleep(ttl)
+	stopLive()
+	<-liveDone
+	want := uint64(total * len(accounts) * len(regions))
+	deadline := time.Now().Add(30 * time.Second)
+	for streamMsgs(js) < want && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	if got := streamMsgs(js); got != want {
+		t.Errorf("the stream holds %d messages for %d events", got, want)
+	}
+	stopWatch()
+	<-watched
+	for key, h := range history {
+		seen := map[string]bool{}
+		for i, v := range h {
+			if seen[v] {
+				t.Errorf("cursor %s went back to an older value at write #%d: %s", key, i, v)
+			}
+			seen[v] = true
+		}
+	}
+
+	// At the fake: no stream polled by both at once, and a polled nothing
+	// between its thaw and getting streams back through new leases (a
+	// call of a's that started after the freeze must start after b's last
+	// call on that stream before it, which the overlap check covers).
+	calls := map[string][]awsfake.Request{}
+	for _, r := range fake.Requests() {
+		if r.Op == "CloudTrail.LookupEvents" {
+			calls[r.Account+"/"+r.Region] = append(calls[r.Account+"/"+r.Region], r)
+		}
+	}
+	inFreeze := 0
+	for s, rs := range calls {
+		slices.SortFunc(rs, func(x, y awsfake.Request) int { return x.Start.Compare(y.Start) })
+		for i := 1; i < len(rs); i++ {
+			if rs[i].Session != rs[i-1].Session && rs[i].Start.Before(rs[i-1].Wall) {
+				t.Errorf("%s: %s called while %s's call was running", s, rs[i].Session, rs[i-1].Session)
+			}
+		}
+		for _, r := range rs {
+			if r.Session == "tk-a" && r.Start.After(frozen.Add(100*time.Millisecond)) && r.Start.Before(thawed) {
+				inFreeze++
+			}
+		}
+	}
+	if inFreeze > 0 {
+		t.Errorf("%d calls from a while it was frozen", inFreeze)
+	}
+	t.Logf("%d cursors, %d calls at the fake", len(history), len(fake.Requests()))
+}
