@@ -38,7 +38,9 @@ type Config struct {
 // Fleet runs several daemons against one NATS cluster: each source stream
 // is polled by one daemon at a time, through a lease, and the archiver
 // runs on one (docs/fleet.md). Every daemon of a fleet has the same
-// sources, stream and buckets, and its own name.
+// sources, stream and buckets, and its own name. A daemon without it on
+// an external cluster (nats.url) holds a lease in the same bucket that
+// keeps a second such daemon, or a fleet, from polling its sources too.
 type Fleet struct {
 	Enabled bool `yaml:"enabled"`
 	// Name of this daemon in the fleet: unique, and stable across restarts

@@ -101,6 +101,21 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 		}
 		log.Info("joined the fleet", "member", member, "lease_ttl", cfg.Fleet.LeaseTTL)
 	}
+	var solo *fleet.Solo
+	if !cfg.Fleet.Enabled && cfg.NATS.URL != "" {
+		// Anyone can reach this cluster: make sure no other daemon polls
+		// the same sources (a second daemon started by mistake, or a
+		// fleet), which would double every API call.
+		if member, err = memberName(cfg.Fleet); err != nil {
+			return err
+		}
+		solo, err = fleet.JoinSolo(ctx, fleet.Settings{JS: js, Name: member, TTL: cfg.Fleet.LeaseTTL, Bucket: cfg.Fleet.Bucket,
+			Replicas: cfg.Stream.Replicas, Placement: placement(cfg), Logger: log})
+		if err != nil {
+			return err
+		}
+		member = "" // not a fleet member: the index keeps its usual consumer
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -325,6 +340,9 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 	}
 	for _, p := range local {
 		g.Go(func() error { return p.Run(gctx) })
+	}
+	if solo != nil {
+		g.Go(func() error { return solo.Run(gctx) })
 	}
 	if mem != nil {
 		g.Go(func() error { return runs.Watch(gctx) })

@@ -82,7 +82,7 @@ func CheckLayout(ctx context.Context, cfg *config.Config, apply bool) error {
 		return err
 	}
 	_, err = ensureLayout(ctx, cfg, js, apply)
-	if cfg.Fleet.Enabled {
+	if cfg.Fleet.Enabled || cfg.NATS.URL != "" {
 		_, ferr := jetstream.EnsureKV(ctx, js, fleet.BucketConfig(cfg.Fleet.Bucket, cfg.Fleet.LeaseTTL, cfg.Stream.Replicas, placement(cfg), apply))
 		err = errors.Join(err, ferr)
 	}

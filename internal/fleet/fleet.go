@@ -145,6 +145,29 @@ func Join(ctx context.Context, set Settings) (*Member, error) {
 	if set.Name == "" {
 		return nil, errors.New("fleet: a member name is required")
 	}
+	set = defaults(set)
+	kv, err := tkjs.EnsureKV(ctx, set.JS, BucketConfig(set.Bucket, set.TTL, set.Replicas, set.Placement, set.Apply))
+	if err != nil {
+		return nil, fmt.Errorf("fleet: %w", err)
+	}
+	m := &Member{set: set, kv: kv, log: set.Logger.With("member", set.Name),
+		rec:     memberRecord{Name: set.Name, Instance: newInstance(), Started: time.Now().UTC(), HTTP: set.HTTP, Version: set.Version},
+		running: map[string]*running{}, retry: map[string]retryState{}}
+	if m.leases, err = lease.New(kv, m.rec.holder(), set.TTL); err != nil {
+		return nil, err
+	}
+	if h, err := soloHolder(ctx, m.leases); err != nil {
+		return nil, fmt.Errorf("fleet: %w", err)
+	} else if h != "" {
+		return nil, fmt.Errorf("%w: %s runs without fleet.enabled; enable it there too (and give each daemon a fleet.name)", ErrShared, h)
+	}
+	if err := m.register(ctx); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func defaults(set Settings) Settings {
 	if set.TTL <= 0 {
 		set.TTL = 15 * time.Second
 	}
@@ -154,22 +177,14 @@ func Join(ctx context.Context, set Settings) (*Member, error) {
 	if set.Logger == nil {
 		set.Logger = slog.New(slog.DiscardHandler)
 	}
-	kv, err := tkjs.EnsureKV(ctx, set.JS, BucketConfig(set.Bucket, set.TTL, set.Replicas, set.Placement, set.Apply))
-	if err != nil {
-		return nil, fmt.Errorf("fleet: %w", err)
-	}
+	return set
+}
+
+// newInstance names this process among daemons of one name.
+func newInstance() string {
 	id := make([]byte, 6)
 	_, _ = rand.Read(id)
-	m := &Member{set: set, kv: kv, log: set.Logger.With("member", set.Name),
-		rec:     memberRecord{Name: set.Name, Instance: hex.EncodeToString(id), Started: time.Now().UTC(), HTTP: set.HTTP, Version: set.Version},
-		running: map[string]*running{}, retry: map[string]retryState{}}
-	if m.leases, err = lease.New(kv, m.rec.holder(), set.TTL); err != nil {
-		return nil, err
-	}
-	if err := m.register(ctx); err != nil {
-		return nil, err
-	}
-	return m, nil
+	return hex.EncodeToString(id)
 }
 
 // BucketConfig is the fleet's bucket: entries expire after ttl.

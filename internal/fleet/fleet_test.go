@@ -275,3 +275,50 @@ func TestDuplicateName(t *testing.T) {
 	}
 	_ = slices.Sorted(maps.Keys(o.snapshot()))
 }
+
+// A daemon outside any fleet on a shared cluster holds the solo lease: a
+// second one, or a fleet member, is refused, and the other way round; the
+// same daemon restarted faster than the TTL waits out its old self.
+func TestSoloGuardsTheCluster(t *testing.T) {
+	srv, _, js := embednatstest.Start(t)
+	ctx := context.Background()
+	set := fleet.Settings{JS: js, Name: "solo-1", TTL: ttl}
+	s1, err := fleet.JoinSolo(ctx, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := set
+	other.Name = "solo-2"
+	if _, err := fleet.JoinSolo(ctx, other); !errors.Is(err, fleet.ErrShared) {
+		t.Fatalf("a second solo daemon: %v, want ErrShared", err)
+	}
+	if _, err := fleet.Join(ctx, fleet.Settings{JS: js, Name: "d1", TTL: ttl}); !errors.Is(err, fleet.ErrShared) {
+		t.Fatalf("a fleet member beside a solo daemon: %v, want ErrShared", err)
+	}
+	// s1 "crashes" (never renews); restarted under its name, it waits
+	// its old lease out.
+	_ = s1
+	start := time.Now()
+	s2, err := fleet.JoinSolo(ctx, set)
+	if err != nil {
+		t.Fatalf("restart under the same name: %v", err)
+	}
+	t.Logf("restarted solo daemon took the lease after %s (TTL %s)", time.Since(start).Round(time.Millisecond), ttl)
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s2.Run(rctx) }()
+	time.Sleep(2 * ttl) // kept past its TTL
+	if _, err := fleet.JoinSolo(ctx, other); !errors.Is(err, fleet.ErrShared) {
+		t.Fatalf("a second solo daemon beside a running one: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Released: a fleet may use the cluster now, and then no solo daemon.
+	o := &owners{t: t, active: map[string]string{}, starts: map[string]int{}}
+	join(t, srv, "d1", o, []string{"u"})
+	if _, err := fleet.JoinSolo(ctx, set); !errors.Is(err, fleet.ErrShared) {
+		t.Fatalf("a solo daemon beside a fleet: %v, want ErrShared", err)
+	}
+}

@@ -153,17 +153,23 @@ func decode(b []byte) Record {
 	return r
 }
 
-// Get returns key's lease record and its last write (renewal) time, or
-// false when nobody holds it.
-func (m *Manager) Get(ctx context.Context, key string) (Record, time.Time, bool, error) {
+// Entry is a lease as stored.
+type Entry struct {
+	Record
+	Revision uint64
+	Renewed  time.Time // its last write
+}
+
+// Get returns key's lease, or false when nobody holds it.
+func (m *Manager) Get(ctx context.Context, key string) (Entry, bool, error) {
 	e, err := m.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return Record{}, time.Time{}, false, nil
+		return Entry{}, false, nil
 	}
 	if err != nil {
-		return Record{}, time.Time{}, false, err
+		return Entry{}, false, err
 	}
-	return decode(e.Value()), e.Created(), true, nil
+	return Entry{Record: decode(e.Value()), Revision: e.Revision(), Renewed: e.Created()}, true, nil
 }
 
 // extend moves the local deadline to margin before the server's earliest

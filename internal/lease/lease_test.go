@@ -82,7 +82,7 @@ func TestOneHolderTakeoverAndFencing(t *testing.T) {
 	if err := la.Release(ctx); err != nil {
 		t.Errorf("a stale release: %v", err)
 	}
-	if r, _, _, _ := a.Get(ctx, "aws.123.us-east-1"); r.Holder != "b" {
+	if r, _, _ := a.Get(ctx, "aws.123.us-east-1"); r.Holder != "b" {
 		t.Errorf("a's stale release dropped b's lease: holder %q", r.Holder)
 	}
 	if err := lb.Check(ctx); err != nil {
