@@ -135,7 +135,7 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 	if cfg.NATS.URL == "" && cfg.NATS.Embedded.SyncAlways {
 		checkpointDelay = 0
 	}
-	runs, err := correlate.LoadRegistry(ctx, js, lay.runs)
+	runs, err := jetstream.Patiently(ctx, func() (*correlate.Registry, error) { return correlate.LoadRegistry(ctx, js, lay.runs) })
 	if err != nil {
 		return err
 	}

@@ -156,12 +156,15 @@ func Join(ctx context.Context, set Settings) (*Member, error) {
 	if m.leases, err = lease.New(kv, m.rec.holder(), set.TTL); err != nil {
 		return nil, err
 	}
-	if h, err := soloHolder(ctx, m.leases); err != nil {
+	// A new replicated bucket may not answer until its leader is elected.
+	h, err := tkjs.Patiently(ctx, func() (string, error) { return soloHolder(ctx, m.leases) })
+	if err != nil {
 		return nil, fmt.Errorf("fleet: %w", err)
-	} else if h != "" {
+	}
+	if h != "" {
 		return nil, fmt.Errorf("%w: %s runs without fleet.enabled; enable it there too (and give each daemon a fleet.name)", ErrShared, h)
 	}
-	if err := m.register(ctx); err != nil {
+	if _, err := tkjs.Patiently(ctx, func() (struct{}, error) { return struct{}{}, m.register(ctx) }); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -37,7 +37,7 @@ func JoinSolo(ctx context.Context, set Settings) (*Solo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fleet: %w", err)
 	}
-	ms, err := members(ctx, kv)
+	ms, err := tkjs.Patiently(ctx, func() ([]memberRecord, error) { return members(ctx, kv) })
 	if err != nil {
 		return nil, fmt.Errorf("fleet: %w", err)
 	}
@@ -57,7 +57,7 @@ func JoinSolo(ctx context.Context, set Settings) (*Solo, error) {
 	deadline := time.Now().Add(set.TTL + set.TTL/2)
 	var seen uint64
 	for {
-		l, err := m.Acquire(ctx, soloKey)
+		l, err := tkjs.Patiently(ctx, func() (*lease.Lease, error) { return m.Acquire(ctx, soloKey) })
 		if err == nil {
 			return &Solo{l: l, m: m, log: set.Logger}, nil
 		}

@@ -186,6 +186,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	// work outlives ctx by ShutdownTimeout, for the page in flight.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
+	// A stream this process no longer runs (handed to another daemon of
+	// a fleet) has no lag here.
+	defer p.m.lag.DeleteLabelValues(p.set.Source, p.set.Stream.Key)
 	var grace atomic.Pointer[time.Timer]
 	stopGrace := context.AfterFunc(ctx, func() {
 		if p.set.Gate != nil && p.set.Gate() != nil {

@@ -134,22 +134,23 @@ func streamDiffs(is, want jetstream.StreamConfig) []string {
 	return d
 }
 
-// busy reports whether err is a cluster that did not answer in time
+// Busy reports whether err is a cluster that did not answer in time
 // (a leader election, several daemons creating the same replicated
 // stream at once): worth trying again.
-func busy(err error) bool {
+func Busy(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
 		errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrJetStreamNotEnabled)
 }
 
-// patiently runs op until it returns something else than busy, for up to
-// a minute unless ctx ends first.
-func patiently[T any](ctx context.Context, op func() (T, error)) (T, error) {
+// Patiently runs op until it returns something else than Busy, for up to
+// a minute unless ctx ends first: for start-up steps on a cluster that is
+// still electing leaders.
+func Patiently[T any](ctx context.Context, op func() (T, error)) (T, error) {
 	deadline := time.Now().Add(time.Minute)
 	wait := 200 * time.Millisecond
 	for {
 		v, err := op()
-		if err == nil || !busy(err) || ctx.Err() != nil || time.Now().After(deadline) {
+		if err == nil || !Busy(err) || ctx.Err() != nil || time.Now().After(deadline) {
 			return v, err
 		}
 		select {
@@ -166,7 +167,7 @@ func patiently[T any](ctx context.Context, op func() (T, error)) (T, error) {
 // one, unless cfg.Apply, which updates the stream to cfg. A cluster too
 // busy to answer is asked again for up to a minute.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (jetstream.Stream, error) {
-	return patiently(ctx, func() (jetstream.Stream, error) { return ensureStream(ctx, js, cfg) })
+	return Patiently(ctx, func() (jetstream.Stream, error) { return ensureStream(ctx, js, cfg) })
 }
 
 func ensureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (jetstream.Stream, error) {
@@ -222,7 +223,7 @@ func (c KVConfig) kvConfig() jetstream.KeyValueConfig {
 // EnsureKV opens the bucket, creating it as c says when it does not exist;
 // a bucket that exists and differs is a *MismatchError (see EnsureStream).
 func EnsureKV(ctx context.Context, js jetstream.JetStream, c KVConfig) (jetstream.KeyValue, error) {
-	return patiently(ctx, func() (jetstream.KeyValue, error) { return ensureKV(ctx, js, c) })
+	return Patiently(ctx, func() (jetstream.KeyValue, error) { return ensureKV(ctx, js, c) })
 }
 
 func ensureKV(ctx context.Context, js jetstream.JetStream, c KVConfig) (jetstream.KeyValue, error) {
