@@ -42,13 +42,15 @@ type Config struct {
 // an external cluster (nats.url) holds a lease in the same bucket that
 // keeps a second such daemon, or a fleet, from polling its sources too.
 type Fleet struct {
+	// Enabled makes this daemon one of a fleet (needs nats.url and the kv
+	// checkpoint store).
 	Enabled bool `yaml:"enabled"`
 	// Name of this daemon in the fleet: unique, and stable across restarts
 	// (a restarted daemon waits out its old self's heartbeat under the
 	// same name). Default: the host name.
 	Name string `yaml:"name"`
 	// LeaseTTL is how long a daemon's leases outlive it: its sources are
-	// taken over within about twice this after it dies. Every daemon must
+	// taken over within about 1¼ times this after it dies (at most twice). Every daemon must
 	// use the same (it is the bucket's).
 	LeaseTTL time.Duration `yaml:"lease_ttl"`
 	// Bucket is the JetStream KV bucket of leases and heartbeats.
