@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/trailkeeper/trailkeeper/internal/embednats"
 	"github.com/trailkeeper/trailkeeper/internal/embednats/embednatstest"
 	"github.com/trailkeeper/trailkeeper/internal/fleet"
+	"github.com/trailkeeper/trailkeeper/internal/fleet/fleettest"
 )
 
 // Two daemon processes share six CloudTrail streams; one is frozen with
@@ -31,36 +31,8 @@ func TestFleetProcessFrozenPastItsLease(t *testing.T) {
 	fake := awsfake.New()
 	t.Cleanup(fake.Close)
 	accounts, regions := []string{"111111111111", "222222222222"}, []string{"us-east-1", "eu-west-1", "ap-south-1"}
-	var mu sync.Mutex
-	total := 0
-	add := func(at time.Time, n int) {
-		mu.Lock()
-		defer mu.Unlock()
-		var evs []awsfake.Event
-		for _, a := range accounts {
-			for _, r := range regions {
-				for i := range n {
-					evs = append(evs, awsfake.MakeEvent(a, r, fmt.Sprintf("%s-%s-%06d", a, r, total+i), "RunInstances", at.Add(-time.Duration(i)*2*time.Minute)))
-				}
-			}
-		}
-		total += n
-		fake.AddEvents(evs...)
-	}
-	add(time.Now().Add(-time.Minute), 30)
-	liveCtx, stopLive := context.WithCancel(context.Background())
-	liveDone := make(chan struct{})
-	go func() {
-		defer close(liveDone)
-		for liveCtx.Err() == nil {
-			add(time.Now().Add(-time.Second), 1)
-			select {
-			case <-liveCtx.Done():
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
-	}()
-	defer func() { stopLive(); <-liveDone }()
+	trail := fleettest.StartTrail(fake, accounts, regions, 30, 200*time.Millisecond)
+	defer trail.Stop()
 
 	const ttl = 3 * time.Second
 	work := t.TempDir()
@@ -158,23 +130,7 @@ sources:
 	if err != nil {
 		t.Fatal(err)
 	}
-	wctx, stopWatch := context.WithCancel(context.Background())
-	w, err := kv.WatchAll(wctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	history := map[string][]string{}
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		for e := range w.Updates() {
-			if e != nil {
-				if h := history[e.Key()]; len(h) == 0 || h[len(h)-1] != string(e.Value()) {
-					history[e.Key()] = append(h, string(e.Value()))
-				}
-			}
-		}
-	}()
+	cw := fleettest.WatchCursors(t, kv)
 
 	time.Sleep(ttl)
 	frozen := time.Now()
@@ -192,9 +148,8 @@ sources:
 	t.Logf("a back with %d streams %s after it was thawed", per["a"], time.Since(thawed).Round(time.Millisecond))
 
 	time.Sleep(ttl)
-	stopLive()
-	<-liveDone
-	want := uint64(total * len(accounts) * len(regions))
+	trail.Stop()
+	want := trail.Events()
 	deadline := time.Now().Add(30 * time.Second)
 	for streamMsgs(js) < want && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
@@ -203,44 +158,21 @@ sources:
 	if got := streamMsgs(js); got != want {
 		t.Errorf("the stream holds %d messages for %d events", got, want)
 	}
-	stopWatch()
-	<-watched
-	for key, h := range history {
-		seen := map[string]bool{}
-		for i, v := range h {
-			if seen[v] {
-				t.Errorf("cursor %s went back to an older value at write #%d: %s", key, i, v)
-			}
-			seen[v] = true
-		}
+	n, writes := cw.Check(t)
+	if n != 6 {
+		t.Errorf("%d cursors written, want 6", n)
 	}
-
-	// At the fake: no stream polled by both at once, and a polled nothing
-	// between its thaw and getting streams back through new leases (a
-	// call of a's that started after the freeze must start after b's last
-	// call on that stream before it, which the overlap check covers).
-	calls := map[string][]awsfake.Request{}
-	for _, r := range fake.Requests() {
-		if r.Op == "CloudTrail.LookupEvents" {
-			calls[r.Account+"/"+r.Region] = append(calls[r.Account+"/"+r.Region], r)
-		}
-	}
+	// At the fake: no stream polled by both at once, and the frozen one
+	// made no call while frozen.
+	fleettest.CheckPolledOnce(t, fake.Requests())
 	inFreeze := 0
-	for s, rs := range calls {
-		slices.SortFunc(rs, func(x, y awsfake.Request) int { return x.Start.Compare(y.Start) })
-		for i := 1; i < len(rs); i++ {
-			if rs[i].Session != rs[i-1].Session && rs[i].Start.Before(rs[i-1].Wall) {
-				t.Errorf("%s: %s called while %s's call was running", s, rs[i].Session, rs[i-1].Session)
-			}
-		}
-		for _, r := range rs {
-			if r.Session == "tk-a" && r.Start.After(frozen.Add(100*time.Millisecond)) && r.Start.Before(thawed) {
-				inFreeze++
-			}
+	for _, r := range fake.Requests() {
+		if r.Session == "tk-a" && r.Start.After(frozen.Add(100*time.Millisecond)) && r.Start.Before(thawed) {
+			inFreeze++
 		}
 	}
 	if inFreeze > 0 {
 		t.Errorf("%d calls from a while it was frozen", inFreeze)
 	}
-	t.Logf("%d cursors, %d calls at the fake", len(history), len(fake.Requests()))
+	t.Logf("%d cursor writes on %d cursors, %d calls at the fake", writes, n, len(fake.Requests()))
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/trailkeeper/trailkeeper/internal/daemon"
 	"github.com/trailkeeper/trailkeeper/internal/embednats/embednatstest"
 	"github.com/trailkeeper/trailkeeper/internal/fleet"
+	"github.com/trailkeeper/trailkeeper/internal/fleet/fleettest"
 	"github.com/trailkeeper/trailkeeper/sink/worm"
 )
 
@@ -227,37 +228,9 @@ func TestFleetOnCluster(t *testing.T) {
 	fake := awsfake.New(awsfake.WithRegions(fleetRegions...))
 	t.Cleanup(fake.Close)
 
-	// Three hours of history per stream, then new events as the test runs.
-	var mu sync.Mutex
-	total := 0
-	add := func(at time.Time, n int) {
-		mu.Lock()
-		defer mu.Unlock()
-		var evs []awsfake.Event
-		for _, a := range fleetAccounts {
-			for _, r := range fleetRegions {
-				for i := range n {
-					evs = append(evs, awsfake.MakeEvent(a, r, fmt.Sprintf("%s-%s-%06d", a, r, total+i), "RunInstances", at.Add(-time.Duration(i)*3*time.Minute)))
-				}
-			}
-		}
-		total += n
-		fake.AddEvents(evs...)
-	}
-	add(time.Now().Add(-time.Minute), 50)
-	liveCtx, stopLive := context.WithCancel(context.Background())
-	liveDone := make(chan struct{})
-	go func() {
-		defer close(liveDone)
-		for liveCtx.Err() == nil {
-			add(time.Now().Add(-time.Second), 1)
-			select {
-			case <-liveCtx.Done():
-			case <-time.After(250 * time.Millisecond):
-			}
-		}
-	}()
-	defer func() { stopLive(); <-liveDone }()
+	// History per stream, then new events as the test runs.
+	trail := fleettest.StartTrail(fake, fleetAccounts, fleetRegions, 50, 250*time.Millisecond)
+	defer trail.Stop()
 
 	shared := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(shared, "archive"), 0o755); err != nil {
@@ -290,30 +263,13 @@ func TestFleetOnCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer wnc.Close()
 	wjs, _ := jetstream.New(wnc)
 	cursors, err := wjs.KeyValue(context.Background(), "trailkeeper-cursors")
 	if err != nil {
 		t.Fatal(err)
 	}
-	watchCtx, stopWatch := context.WithCancel(context.Background())
-	watcher, err := cursors.WatchAll(watchCtx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	history := map[string][]string{}
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		for e := range watcher.Updates() {
-			if e == nil {
-				continue
-			}
-			h := history[e.Key()]
-			if v := string(e.Value()); len(h) == 0 || h[len(h)-1] != v {
-				history[e.Key()] = append(h, v)
-			}
-		}
-	}()
+	cw := fleettest.WatchCursors(t, cursors)
 	waitStatus := func(what string, within time.Duration, from *fleetDaemon, members ...string) (map[string]string, time.Duration) {
 		t.Helper()
 		start := time.Now()
@@ -377,8 +333,7 @@ func TestFleetOnCluster(t *testing.T) {
 	}
 
 	time.Sleep(fleetTTL)
-	stopLive()
-	<-liveDone
+	trail.Stop()
 
 	// Every event exactly once.
 	nc, err := nats.Connect(embednatstest.URLs(servers[1:]))
@@ -387,7 +342,7 @@ func TestFleetOnCluster(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	want := uint64(total * len(fleetAccounts) * len(fleetRegions))
+	want := trail.Events()
 	ctx := context.Background()
 	deadline := time.Now().Add(60 * time.Second)
 	var got uint64
@@ -417,50 +372,13 @@ func TestFleetOnCluster(t *testing.T) {
 		t.Errorf("%d events on audit.aws.>, want %d", got, want)
 	}
 
-	// No stream was polled by two daemons at once.
-	type stream struct{ account, region string }
-	calls := map[stream][]awsfake.Request{}
-	n := 0
-	for _, r := range fake.Requests() {
-		if r.Op == "CloudTrail.LookupEvents" {
-			calls[stream{r.Account, r.Region}] = append(calls[stream{r.Account, r.Region}], r)
-			n++
-		}
+	// No stream was polled by two daemons at once, and no cursor went back.
+	t.Logf("LookupEvents calls by session: %v", fleettest.CheckPolledOnce(t, fake.Requests()))
+	n, writes := cw.Check(t)
+	if n != 12 {
+		t.Errorf("%d cursors written, want 12", n)
 	}
-	sessions := map[string]int{}
-	for s, rs := range calls {
-		slices.SortFunc(rs, func(a, b awsfake.Request) int { return a.Start.Compare(b.Start) })
-		for i := 1; i < len(rs); i++ {
-			sessions[rs[i].Session]++
-			if rs[i].Session != rs[i-1].Session && rs[i].Start.Before(rs[i-1].Wall) {
-				t.Errorf("%v: %s called at %s while %s's call (until %s) was running", s, rs[i].Session,
-					rs[i].Start.Format(time.StampMilli), rs[i-1].Session, rs[i-1].Wall.Format(time.StampMilli))
-			}
-			if rs[i].Session == "" {
-				t.Errorf("%v: a call without a role session", s)
-			}
-		}
-	}
-	t.Logf("%d LookupEvents calls on %d streams, by session: %v", n, len(calls), sessions)
-
-	stopWatch()
-	<-watched
-	wnc.Close()
-	writes := 0
-	for key, h := range history {
-		seen := map[string]int{}
-		for i, v := range h {
-			if j, ok := seen[v]; ok {
-				t.Errorf("cursor %s went back to its write #%d at #%d: %s", key, j, i, v)
-			}
-			seen[v] = i
-		}
-		writes += len(h)
-	}
-	if len(history) != 12 {
-		t.Errorf("%d cursors written, want 12", len(history))
-	}
-	t.Logf("%d cursor writes on %d cursors, none went back", writes, len(history))
+	t.Logf("%d cursor writes on %d cursors, none went back", writes, n)
 
 	// Stop everyone, then check the archive: one log, though its archiver
 	// moved.

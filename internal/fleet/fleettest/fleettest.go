@@ -1,0 +1,157 @@
+// Package fleettest holds what tests of a fleet check, whichever way they
+// run the daemons (in one process, or as processes): a CloudTrail fake
+// fed with events as the test runs, that no stream was polled by two
+// daemons at once, and that no cursor ever went back.
+package fleettest
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	awsfake "github.com/trailkeeper/trailkeeper/internal/cloudfake/aws"
+)
+
+// Trail feeds a CloudTrail fake: history, then an event per account ×
+// region stream at a steady pace until Stop.
+type Trail struct {
+	fake              *awsfake.Server
+	accounts, regions []string
+	mu                sync.Mutex
+	perStream         int
+	stop              context.CancelFunc
+	done              chan struct{}
+}
+
+// StartTrail adds history events per stream (one every 2 minutes back
+// from now), then one per stream every interval.
+func StartTrail(fake *awsfake.Server, accounts, regions []string, history int, every time.Duration) *Trail {
+	tr := &Trail{fake: fake, accounts: accounts, regions: regions, done: make(chan struct{})}
+	tr.add(time.Now().Add(-time.Minute), history)
+	ctx, cancel := context.WithCancel(context.Background())
+	tr.stop = cancel
+	go func() {
+		defer close(tr.done)
+		for ctx.Err() == nil {
+			tr.add(time.Now().Add(-time.Second), 1)
+			select {
+			case <-ctx.Done():
+			case <-time.After(every):
+			}
+		}
+	}()
+	return tr
+}
+
+func (tr *Trail) add(at time.Time, n int) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	var evs []awsfake.Event
+	for _, a := range tr.accounts {
+		for _, r := range tr.regions {
+			for i := range n {
+				evs = append(evs, awsfake.MakeEvent(a, r, fmt.Sprintf("%s-%s-%06d", a, r, tr.perStream+i), "RunInstances", at.Add(-time.Duration(i)*2*time.Minute)))
+			}
+		}
+	}
+	tr.perStream += n
+	tr.fake.AddEvents(evs...)
+}
+
+// Stop ends the feed; safe to call more than once.
+func (tr *Trail) Stop() {
+	tr.stop()
+	<-tr.done
+}
+
+// Events is how many events the fake holds.
+func (tr *Trail) Events() uint64 {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return uint64(tr.perStream * len(tr.accounts) * len(tr.regions))
+}
+
+// CheckPolledOnce fails t when two role sessions (two daemons) called
+// LookupEvents on the same account and region at once, or a call had no
+// session; it returns the calls per session.
+func CheckPolledOnce(t testing.TB, reqs []awsfake.Request) map[string]int {
+	t.Helper()
+	calls := map[string][]awsfake.Request{}
+	per := map[string]int{}
+	for _, r := range reqs {
+		if r.Op == "CloudTrail.LookupEvents" {
+			calls[r.Account+"/"+r.Region] = append(calls[r.Account+"/"+r.Region], r)
+			per[r.Session]++
+			if r.Session == "" {
+				t.Errorf("%s/%s: a call without a role session", r.Account, r.Region)
+			}
+		}
+	}
+	for s, rs := range calls {
+		slices.SortFunc(rs, func(a, b awsfake.Request) int { return a.Start.Compare(b.Start) })
+		for i := 1; i < len(rs); i++ {
+			if rs[i].Session != rs[i-1].Session && rs[i].Start.Before(rs[i-1].Wall) {
+				t.Errorf("%s: %s called at %s while %s's call (until %s) was running", s, rs[i].Session,
+					rs[i].Start.Format(time.StampMilli), rs[i-1].Session, rs[i-1].Wall.Format(time.StampMilli))
+			}
+		}
+	}
+	return per
+}
+
+// CursorWatch records every write to a cursor bucket.
+type CursorWatch struct {
+	stop    context.CancelFunc
+	done    chan struct{}
+	history map[string][]string // key → values, consecutive repeats (claims) collapsed
+}
+
+// WatchCursors starts recording the bucket's writes.
+func WatchCursors(t testing.TB, kv jetstream.KeyValue) *CursorWatch {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	cw := &CursorWatch{stop: cancel, done: make(chan struct{}), history: map[string][]string{}}
+	go func() {
+		defer close(cw.done)
+		for e := range w.Updates() {
+			if e == nil {
+				continue
+			}
+			h := cw.history[e.Key()]
+			if v := string(e.Value()); len(h) == 0 || h[len(h)-1] != v {
+				cw.history[e.Key()] = append(h, v)
+			}
+		}
+	}()
+	return cw
+}
+
+// Check stops the watch and fails t when a cursor was ever written back
+// to a value it had left (a stale save after a takeover); it returns the
+// number of cursors and of writes.
+func (cw *CursorWatch) Check(t testing.TB) (cursors, writes int) {
+	t.Helper()
+	cw.stop()
+	<-cw.done
+	for key, h := range cw.history {
+		seen := map[string]int{}
+		for i, v := range h {
+			if j, ok := seen[v]; ok {
+				t.Errorf("cursor %s went back to its write #%d at #%d: %s", key, j, i, v)
+			}
+			seen[v] = i
+		}
+		writes += len(h)
+	}
+	return len(cw.history), writes
+}
