@@ -216,7 +216,7 @@ func startNATS(ctx context.Context, dir string, log *slog.Logger) (*natsEnv, err
 		srv.Shutdown()
 		return nil, err
 	}
-	js, err := natsjs.New(nc, natsjs.WithPublishAsyncMaxPending(4096))
+	js, err := natsjs.New(nc, jetstream.Options()...)
 	if err != nil {
 		nc.Close()
 		srv.Shutdown()

@@ -71,7 +71,7 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 	}
 	defer conn.close(log)
 
-	js, err := natsjs.New(conn.nc, natsjs.WithPublishAsyncMaxPending(4096))
+	js, err := natsjs.New(conn.nc, jetstream.Options()...)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}

@@ -40,8 +40,21 @@ type Publisher struct {
 	OnDuplicate func(n int)
 }
 
+// AckTimeout bounds the wait for one PubAck (acks come in milliseconds;
+// a spurious timeout costs a re-publish of duplicates). Without it (nats.go's
+// default) an ack lost with a cluster node that died after taking the
+// message leaves the page waiting forever; with it the page fails and is
+// published again, and its ids make the repeat a duplicate.
+const AckTimeout = 10 * time.Second
+
+// Options are what a Publisher's js must be created with: bounded pending
+// acks (memory) and bounded ack waits (AckTimeout).
+func Options() []jetstream.JetStreamOpt {
+	return []jetstream.JetStreamOpt{jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(AckTimeout)}
+}
+
 // NewPublisher returns a Publisher for the stream named stream. js should
-// be created with jetstream.WithPublishAsyncMaxPending to bound memory.
+// be created with Options().
 func NewPublisher(js jetstream.JetStream, stream string) *Publisher {
 	return &Publisher{js: js, stream: stream}
 }

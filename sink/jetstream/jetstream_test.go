@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
@@ -139,6 +140,29 @@ func TestPublishCancelled(t *testing.T) {
 	err := jetstream.NewPublisher(js, "AUDIT").Publish(ctx, msgs(ids...))
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("err = %v, want context.Canceled", err)
+	}
+}
+
+// A PubAck that never comes (a node that died with the message) fails the
+// page after the ack timeout instead of holding it forever.
+func TestPublishLostAckTimesOut(t *testing.T) {
+	_, nc, _ := embednatstest.Start(t)
+	// Something answers to the subject, so it is not "no responders", but
+	// never acknowledges: what a lost ack looks like to the publisher.
+	sub, err := nc.Subscribe("audit.>", func(*nats.Msg) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	js, err := natsjs.New(nc, append(jetstream.Options(), natsjs.WithPublishAsyncTimeout(200*time.Millisecond))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = jetstream.NewPublisher(js, "AUDIT").Publish(ctx, msgs("a", "b"))
+	if !errors.Is(err, natsjs.ErrAsyncPublishTimeout) {
+		t.Fatalf("err = %v, want the ack timeout", err)
 	}
 }
 
