@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,7 +14,6 @@ import (
 	awsfake "github.com/trailkeeper/trailkeeper/internal/cloudfake/aws"
 	"github.com/trailkeeper/trailkeeper/internal/embednats"
 	"github.com/trailkeeper/trailkeeper/internal/embednats/embednatstest"
-	"github.com/trailkeeper/trailkeeper/internal/fleet"
 	"github.com/trailkeeper/trailkeeper/internal/fleet/fleettest"
 )
 
@@ -81,41 +77,10 @@ sources:
 		})
 		return p
 	}
-	status := func(p *proc) (fleet.Status, error) {
-		c := http.Client{Timeout: 2 * time.Second}
-		resp, err := c.Get("http://" + p.http + "/v1/fleet")
-		if err != nil {
-			return fleet.Status{}, err
-		}
-		defer resp.Body.Close()
-		var st fleet.Status
-		return st, json.NewDecoder(resp.Body).Decode(&st)
-	}
-	// holders waits until every stream is held by the member it is
-	// assigned to, the members being exactly these, and returns how many
-	// each holds.
 	holders := func(from *proc, within time.Duration, members ...string) map[string]int {
 		t.Helper()
-		deadline := time.Now().Add(within)
-		for {
-			st, err := status(from)
-			per := map[string]int{}
-			ok := err == nil && len(st.Members) == len(members) && len(st.Units) == 6
-			for _, m := range st.Members {
-				ok = ok && slices.Contains(members, m.Name) && m.Units == 6
-			}
-			for _, u := range st.Units {
-				ok = ok && u.Holder != "" && u.Holder == u.Assigned
-				per[u.Holder]++
-			}
-			if ok {
-				return per
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("not settled on %v within %s: %+v %v", members, within, st, err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		per, _ := fleettest.WaitSettled(t, from.http, 6, within, members...)
+		return per
 	}
 
 	a, b := start("a"), start("b")

@@ -122,10 +122,6 @@ type Claimed struct {
 	cursor []byte
 }
 
-// Revision is the cursor's revision as of this owner's last write: the
-// fencing token that an older owner's write can no longer match.
-func (c *Claimed) Revision() uint64 { return c.rev }
-
 // Load implements Store for the claimed key: the cursor as claimed.
 func (c *Claimed) Load(_ context.Context, key string) ([]byte, error) {
 	if key != c.key {

@@ -2,15 +2,12 @@ package daemon_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,7 +20,6 @@ import (
 	awsfake "github.com/trailkeeper/trailkeeper/internal/cloudfake/aws"
 	"github.com/trailkeeper/trailkeeper/internal/daemon"
 	"github.com/trailkeeper/trailkeeper/internal/embednats/embednatstest"
-	"github.com/trailkeeper/trailkeeper/internal/fleet"
 	"github.com/trailkeeper/trailkeeper/internal/fleet/fleettest"
 	"github.com/trailkeeper/trailkeeper/sink/worm"
 )
@@ -177,41 +173,6 @@ func (d *fleetDaemon) stop() {
 	<-d.done
 }
 
-func (d *fleetDaemon) status(t *testing.T) (fleet.Status, error) {
-	resp, err := http.Get("http://" + d.addrs.HTTP + "/v1/fleet")
-	if err != nil {
-		return fleet.Status{}, err
-	}
-	defer resp.Body.Close()
-	var st fleet.Status
-	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("GET /v1/fleet: %s", resp.Status)
-	}
-	return st, json.NewDecoder(resp.Body).Decode(&st)
-}
-
-// settled says whether every unit is held by the member it is assigned
-// to, and returns the holders.
-func settled(st fleet.Status, units int, members ...string) (map[string]string, bool) {
-	holders := map[string]string{}
-	live := map[string]bool{}
-	for _, m := range st.Members {
-		live[m.Name] = m.Units == units // it told what it can run
-	}
-	for _, m := range members {
-		if !live[m] {
-			return nil, false
-		}
-	}
-	for _, u := range st.Units {
-		if u.Holder == "" || u.Holder != u.Assigned || !slices.Contains(members, u.Holder) {
-			return nil, false
-		}
-		holders[u.Key] = u.Holder
-	}
-	return holders, len(holders) == units && len(st.Members) == len(members)
-}
-
 // Three daemons on a three-node NATS cluster poll 12 account × region
 // streams of the CloudTrail fake. Each stream is polled by one daemon at
 // a time (checked at the fake, from the role session each daemon's calls
@@ -270,28 +231,13 @@ func TestFleetOnCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	cw := fleettest.WatchCursors(t, cursors)
-	waitStatus := func(what string, within time.Duration, from *fleetDaemon, members ...string) (map[string]string, time.Duration) {
+	settled := func(what string, within time.Duration, from *fleetDaemon, members ...string) (map[string]int, time.Duration) {
 		t.Helper()
-		start := time.Now()
-		for {
-			st, err := from.status(t)
-			if err == nil {
-				if h, ok := settled(st, units, members...); ok {
-					return h, time.Since(start)
-				}
-			}
-			if time.Since(start) > within {
-				t.Fatalf("%s: not within %s (last status %+v, %v)", what, within, st, err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		t.Log(what)
+		return fleettest.WaitSettled(t, from.addrs.HTTP, units, within, members...)
 	}
-	holders, took := waitStatus("every unit owned once", 6*fleetTTL, ds["d1"], "d1", "d2", "d3")
+	per, took := settled("every unit owned once", 6*fleetTTL, ds["d1"], "d1", "d2", "d3")
 	t.Logf("13 units settled on 3 daemons %s after start", took.Round(time.Millisecond))
-	per := map[string]int{}
-	for _, h := range holders {
-		per[h]++
-	}
 	for _, n := range []string{"d1", "d2", "d3"} {
 		if per[n] < 4 || per[n] > 5 {
 			t.Errorf("%s owns %d units, want 4 or 5: %v", n, per[n], per)
@@ -301,7 +247,7 @@ func TestFleetOnCluster(t *testing.T) {
 	// d2 dies.
 	time.Sleep(fleetTTL)
 	ds["d2"].cut.Cut()
-	_, took = waitStatus("d2's units taken over", 2*fleetTTL, ds["d1"], "d1", "d3")
+	_, took = settled("d2's units taken over", 2*fleetTTL, ds["d1"], "d1", "d3")
 	t.Logf("d2's %d units taken over %s after it was cut off (TTL %s)", per["d2"], took.Round(time.Millisecond), fleetTTL)
 
 	// d3 is frozen past its lease (its NATS traffic held for 2 TTLs), then
@@ -309,11 +255,8 @@ func TestFleetOnCluster(t *testing.T) {
 	// and it rejoins.
 	ds["d3"].cut.Pause()
 	time.Sleep(2 * fleetTTL)
-	if _, err := ds["d1"].status(t); err != nil {
-		t.Fatal(err)
-	}
 	ds["d3"].cut.Resume()
-	_, took = waitStatus("d3 back after its pause", 6*fleetTTL, ds["d1"], "d1", "d3")
+	_, took = settled("d3 back after its pause", 6*fleetTTL, ds["d1"], "d1", "d3")
 	t.Logf("d3 settled again %s after it thawed", took.Round(time.Millisecond))
 
 	// A NATS node dies; the others have every replica.
@@ -322,12 +265,8 @@ func TestFleetOnCluster(t *testing.T) {
 
 	// d4 joins and takes its share.
 	ds["d4"] = startFleetDaemon(t, "d4", embednatstest.URLs(servers[1:]), fake.URL, shared)
-	holders, took = waitStatus("d4 has its share", 6*fleetTTL, ds["d3"], "d1", "d3", "d4")
+	per, took = settled("d4 has its share", 6*fleetTTL, ds["d3"], "d1", "d3", "d4")
 	t.Logf("d4 had its share %s after it started", took.Round(time.Millisecond))
-	per = map[string]int{}
-	for _, h := range holders {
-		per[h]++
-	}
 	if per["d4"] < 4 {
 		t.Errorf("d4 owns %d units: %v", per["d4"], per)
 	}

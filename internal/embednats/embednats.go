@@ -122,9 +122,6 @@ func (s *Server) ClientURL() string {
 	return s.ns.ClientURL()
 }
 
-// Name is the server's name.
-func (s *Server) Name() string { return s.ns.Name() }
-
 // Shutdown stops the server and waits until it has stopped; the file store
 // is flushed. Safe to call more than once.
 func (s *Server) Shutdown() {

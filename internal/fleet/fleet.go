@@ -49,8 +49,6 @@ type Settings struct {
 	Bucket    string // default trailkeeper-fleet
 	Replicas  int
 	Placement tkjs.Placement
-	// Apply updates an existing bucket that differs from these settings.
-	Apply bool
 	// HTTP is the address others can reach this member's API on, for
 	// the status.
 	HTTP    string
@@ -146,7 +144,7 @@ func Join(ctx context.Context, set Settings) (*Member, error) {
 		return nil, errors.New("fleet: a member name is required")
 	}
 	set = defaults(set)
-	kv, err := tkjs.EnsureKV(ctx, set.JS, BucketConfig(set.Bucket, set.TTL, set.Replicas, set.Placement, set.Apply))
+	kv, err := tkjs.EnsureKV(ctx, set.JS, BucketConfig(set.Bucket, set.TTL, set.Replicas, set.Placement, false))
 	if err != nil {
 		return nil, fmt.Errorf("fleet: %w", err)
 	}
@@ -203,9 +201,6 @@ func (m *Member) SetHTTP(addr string) {
 	defer m.mu.Unlock()
 	m.rec.HTTP = addr
 }
-
-// Name is the member's name.
-func (m *Member) Name() string { return m.set.Name }
 
 // KV is the fleet's bucket.
 func (m *Member) KV() jetstream.KeyValue { return m.kv }

@@ -33,7 +33,7 @@ type Solo struct {
 // for Join (Name, TTL, Bucket, Replicas, Placement).
 func JoinSolo(ctx context.Context, set Settings) (*Solo, error) {
 	set = defaults(set)
-	kv, err := tkjs.EnsureKV(ctx, set.JS, BucketConfig(set.Bucket, set.TTL, set.Replicas, set.Placement, set.Apply))
+	kv, err := tkjs.EnsureKV(ctx, set.JS, BucketConfig(set.Bucket, set.TTL, set.Replicas, set.Placement, false))
 	if err != nil {
 		return nil, fmt.Errorf("fleet: %w", err)
 	}

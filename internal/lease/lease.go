@@ -8,8 +8,9 @@
 // Valid, a local deadline a safe margin before the server can expire the
 // lease (no network call, so a daemon that was paused past it stops before
 // it polls again), and the revision, which a holder that was paused finds
-// moved at its next renewal or Check. What the lease guards should carry
-// its own compare-and-set too (checkpoint.KV.Claim does for cursors).
+// moved at its next renewal. What the lease guards should carry its own
+// compare-and-set too (checkpoint.KV.Claim does for cursors), since a
+// pause can fall between a check and a write.
 package lease
 
 import (
@@ -24,15 +25,6 @@ import (
 
 	tkjs "github.com/trailkeeper/trailkeeper/sink/jetstream"
 )
-
-// Settings of a lease manager.
-type Settings struct {
-	Bucket    string        // default trailkeeper-leases
-	Holder    string        // this daemon's unique name
-	TTL       time.Duration // default 15 s; renewed every quarter of it
-	Replicas  int           // of the bucket; default 1
-	Placement tkjs.Placement
-}
 
 // Manager takes and keeps leases for one holder.
 type Manager struct {
@@ -51,22 +43,6 @@ var (
 	ErrLost = errors.New("lease: lost")
 )
 
-// Open makes (or opens) a bucket of its own; see New. Every daemon of a
-// fleet must use the same TTL: it is the bucket's.
-func Open(ctx context.Context, js jetstream.JetStream, set Settings) (*Manager, error) {
-	if set.Bucket == "" {
-		set.Bucket = "trailkeeper-leases"
-	}
-	if set.TTL <= 0 {
-		set.TTL = 15 * time.Second
-	}
-	kv, err := tkjs.EnsureKV(ctx, js, tkjs.KVConfig{Bucket: set.Bucket, Description: "trailkeeper leases", TTL: set.TTL, Replicas: set.Replicas, Placement: set.Placement})
-	if err != nil {
-		return nil, fmt.Errorf("lease: %w", err)
-	}
-	return New(kv, set.Holder, set.TTL)
-}
-
 // New returns a manager of leases in kv, a bucket whose entries expire
 // after ttl (the bucket's TTL: the lease's length is the server's).
 func New(kv jetstream.KeyValue, holder string, ttl time.Duration) (*Manager, error) {
@@ -78,12 +54,6 @@ func New(kv jetstream.KeyValue, holder string, ttl time.Duration) (*Manager, err
 	}
 	return &Manager{kv: kv, holder: holder, ttl: ttl, now: time.Now}, nil
 }
-
-// TTL is how long a lease lives without renewal.
-func (m *Manager) TTL() time.Duration { return m.ttl }
-
-// Holder is this manager's holder name.
-func (m *Manager) Holder() string { return m.holder }
 
 // Record is what a lease's entry holds.
 type Record struct {
@@ -213,21 +183,6 @@ func (l *Lease) Renew(ctx context.Context) error {
 	}
 	l.Revision = rev
 	l.extend(sent)
-	return nil
-}
-
-// Check returns nil while the lease is still this holder's at its
-// revision, as the server sees it.
-func (l *Lease) Check(ctx context.Context) error {
-	e, err := l.m.kv.Get(ctx, l.Key)
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return fmt.Errorf("%w: %s expired", ErrLost, l.Key)
-	case err != nil:
-		return fmt.Errorf("lease %s: %w", l.Key, err)
-	case e.Revision() != l.Revision:
-		return fmt.Errorf("%w: %s is now %s's", ErrLost, l.Key, decode(e.Value()).Holder)
-	}
 	return nil
 }
 

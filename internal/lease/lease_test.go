@@ -13,6 +13,7 @@ import (
 
 	"github.com/trailkeeper/trailkeeper/internal/embednats/embednatstest"
 	"github.com/trailkeeper/trailkeeper/internal/lease"
+	tkjs "github.com/trailkeeper/trailkeeper/sink/jetstream"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -23,8 +24,12 @@ func managers(t *testing.T, names ...string) []*lease.Manager {
 	t.Helper()
 	_, _, js := embednatstest.Start(t)
 	var out []*lease.Manager
+	kv, err := tkjs.EnsureKV(context.Background(), js, tkjs.KVConfig{Bucket: "leases", TTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, n := range names {
-		m, err := lease.Open(context.Background(), js, lease.Settings{Holder: n, TTL: ttl})
+		m, err := lease.New(kv, n, ttl)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,9 +75,6 @@ func TestOneHolderTakeoverAndFencing(t *testing.T) {
 	if time.Since(paused) < ttl {
 		t.Errorf("b took the lease %s after a's renewal, inside its TTL", time.Since(paused))
 	}
-	if err := la.Check(ctx); !errors.Is(err, lease.ErrLost) {
-		t.Errorf("the paused holder passes the fence: %v", err)
-	}
 	if err := la.Valid(); !errors.Is(err, lease.ErrLost) {
 		t.Errorf("the paused holder's lease is still valid by its clock: %v", err)
 	}
@@ -85,7 +87,7 @@ func TestOneHolderTakeoverAndFencing(t *testing.T) {
 	if r, _, _ := a.Get(ctx, "aws.123.us-east-1"); r.Holder != "b" {
 		t.Errorf("a's stale release dropped b's lease: holder %q", r.Holder)
 	}
-	if err := lb.Check(ctx); err != nil {
+	if err := lb.Renew(ctx); err != nil {
 		t.Errorf("b: %v", err)
 	}
 	// Released, it is free at once.
@@ -112,8 +114,8 @@ func TestReacquireOwn(t *testing.T) {
 	if l2.Revision <= l1.Revision {
 		t.Errorf("revision %d after %d", l2.Revision, l1.Revision)
 	}
-	if err := l1.Check(ctx); !errors.Is(err, lease.ErrLost) {
-		t.Errorf("the first incarnation still passes the fence: %v", err)
+	if err := l1.Renew(ctx); !errors.Is(err, lease.ErrLost) {
+		t.Errorf("the first incarnation still renews: %v", err)
 	}
 }
 
@@ -181,7 +183,11 @@ func TestKeep(t *testing.T) {
 func BenchmarkRenew(b *testing.B) {
 	_, _, js := embednatstest.Start(b)
 	ctx := context.Background()
-	m, err := lease.Open(ctx, js, lease.Settings{Holder: "a", TTL: time.Minute})
+	kv, err := tkjs.EnsureKV(ctx, js, tkjs.KVConfig{Bucket: "leases", TTL: time.Minute})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := lease.New(kv, "a", time.Minute)
 	if err != nil {
 		b.Fatal(err)
 	}

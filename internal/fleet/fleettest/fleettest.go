@@ -1,12 +1,15 @@
 // Package fleettest holds what tests of a fleet check, whichever way they
 // run the daemons (in one process, or as processes): a CloudTrail fake
-// fed with events as the test runs, that no stream was polled by two
-// daemons at once, and that no cursor ever went back.
+// fed with events as the test runs, that the fleet settled, that no
+// stream was polled by two daemons at once, and that no cursor ever went
+// back.
 package fleettest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 	"sync"
 	"testing"
@@ -15,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	awsfake "github.com/trailkeeper/trailkeeper/internal/cloudfake/aws"
+	"github.com/trailkeeper/trailkeeper/internal/fleet"
 )
 
 // Trail feeds a CloudTrail fake: history, then an event per account ×
@@ -154,4 +158,46 @@ func (cw *CursorWatch) Check(t testing.TB) (cursors, writes int) {
 		writes += len(h)
 	}
 	return len(cw.history), writes
+}
+
+// WaitSettled asks the daemon at httpAddr for GET /v1/fleet until exactly
+// members are alive, each able to run units units, and every unit is held
+// by the member it is assigned to; it returns how many each holds and how
+// long that took, or fails t after within.
+func WaitSettled(t testing.TB, httpAddr string, units int, within time.Duration, members ...string) (map[string]int, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	c := http.Client{Timeout: 2 * time.Second}
+	for {
+		st, err := status(&c, httpAddr)
+		per := map[string]int{}
+		ok := err == nil && len(st.Members) == len(members) && len(st.Units) == units
+		for _, m := range st.Members {
+			ok = ok && slices.Contains(members, m.Name) && m.Units == units
+		}
+		for _, u := range st.Units {
+			ok = ok && u.Holder != "" && u.Holder == u.Assigned
+			per[u.Holder]++
+		}
+		if ok {
+			return per, time.Since(start)
+		}
+		if time.Since(start) > within {
+			t.Fatalf("not settled on %v within %s: %+v %v", members, within, st, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func status(c *http.Client, httpAddr string) (fleet.Status, error) {
+	var st fleet.Status
+	resp, err := c.Get("http://" + httpAddr + "/v1/fleet")
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("GET /v1/fleet: %s", resp.Status)
+	}
+	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
