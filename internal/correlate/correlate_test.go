@@ -419,6 +419,10 @@ func TestRegistryWatchSeesOtherDaemons(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Stored after b loaded and before it watches: not missed.
+	if err := a.Put(ctx, Run{Key: "github:acme/infra:0:1", Tool: "terraform", StartedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- b.Watch(wctx) }()
@@ -431,13 +435,14 @@ func TestRegistryWatchSeesOtherDaemons(t *testing.T) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
+		_, gap := b.Get("github:acme/infra:0:1")
 		_, run := b.Get("github:acme/infra:1:1")
 		_, managed := b.managedBy("arn:aws:s3:::bucket-a")
-		if run && managed {
+		if gap && run && managed {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the other daemon's registry: run %v, state %v", run, managed)
+			t.Fatalf("the other daemon's registry: run stored before its watch %v, run %v, state %v", gap, run, managed)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

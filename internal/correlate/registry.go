@@ -27,6 +27,7 @@ type Registry struct {
 	byMarker map[string]string // token, Azure correlation id or explicit marker → run key
 	managed  map[string]string // lower-cased resource id → workspace
 	explicit []string          // every run's explicit markers, searched in each record
+	rev      uint64            // the newest bucket revision applied
 }
 
 // OpenRegistry opens (or creates) the bucket and loads every run.
@@ -38,24 +39,37 @@ func OpenRegistry(ctx context.Context, js jetstream.JetStream, bucket string) (*
 	return LoadRegistry(ctx, js, kv)
 }
 
-// LoadRegistry loads every run of an open bucket (see tkjs.EnsureKV).
+// LoadRegistry loads every run of an open bucket (see tkjs.EnsureKV):
+// one watcher reads them all, not a request per key.
 func LoadRegistry(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue) (*Registry, error) {
 	r := &Registry{js: js, kv: kv, runs: map[string]*Run{}, byMarker: map[string]string{}, managed: map[string]string{}}
-	lister, err := kv.ListKeys(ctx)
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("run registry: %w", err)
 	}
-	for k := range lister.Keys() {
-		e, err := kv.Get(ctx, k)
-		if err == nil {
-			r.apply(k, e.Value())
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("run registry: the watch closed while loading")
+			}
+			if e == nil {
+				return r, nil
+			}
+			r.apply(e)
 		}
 	}
-	return r, nil
 }
 
 // apply indexes one entry of the bucket: a run, or a workspace's state.
-func (r *Registry) apply(key string, value []byte) {
+func (r *Registry) apply(e jetstream.KeyValueEntry) {
+	r.mu.Lock()
+	r.rev = max(r.rev, e.Revision())
+	r.mu.Unlock()
+	key, value := e.Key(), e.Value()
 	if ws, ids, ok := strings.Cut(string(value), "\n"); ok && strings.HasPrefix(key, "state.") {
 		var list []string
 		if json.Unmarshal([]byte(ids), &list) == nil {
@@ -72,13 +86,15 @@ func (r *Registry) apply(key string, value []byte) {
 // Watch applies runs and states that other daemons of a fleet store,
 // until ctx ends: a run registered through one daemon's API links events
 // that another daemon polls, and the drift detector, which every daemon
-// runs, knows it too. It returns nil when ctx ends.
+// runs, knows it too. It resumes after the last revision loaded or seen,
+// so nothing stored meanwhile is missed and nothing is read twice. It
+// returns nil when ctx ends.
 func (r *Registry) Watch(ctx context.Context) error {
 	for ctx.Err() == nil {
-		// From the start of the bucket, not updates only: what was stored
-		// between the load and this watch (or a reconnect) must not be missed;
-		// indexing an entry again changes nothing.
-		w, err := r.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+		r.mu.RLock()
+		from := r.rev + 1
+		r.mu.RUnlock()
+		w, err := r.kv.WatchAll(ctx, jetstream.IgnoreDeletes(), jetstream.ResumeFromRevision(from))
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -88,7 +104,7 @@ func (r *Registry) Watch(ctx context.Context) error {
 		}
 		for e := range w.Updates() {
 			if e != nil {
-				r.apply(e.Key(), e.Value())
+				r.apply(e)
 			}
 		}
 		_ = w.Stop()
