@@ -1,13 +1,12 @@
 // Package deploy holds the packaging: the Dockerfile's helpers, the trial
 // docker-compose.yml's config, the systemd unit. Its tests check them with
-// the tools that read them (docker-compose, systemd-analyze, the release
-// script), installed by the tests or .ci/run when missing.
+// the tools that read them (docker-compose, systemd-analyze), installed by
+// the tests or .ci/run when missing. The release script is tested in
+// cmd/trailkeeper, whose tests run the binary it builds.
 package deploy
 
 import (
 	"bufio"
-	"crypto/sha256"
-	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -144,39 +143,6 @@ func TestSystemdUnit(t *testing.T) {
 	if out, err := exec.Command(sa, "verify", unit).CombinedOutput(); err != nil {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
-}
-
-// The release script builds a binary that reports its version, and
-// checksums that match.
-func TestReleaseScript(t *testing.T) {
-	dist := t.TempDir()
-	cmd := exec.Command("../scripts/release.sh", "v9.9.9-test", "linux/"+goarch(t))
-	cmd.Env = append(os.Environ(), "DIST="+dist)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("release.sh: %v\n%s", err, out)
-	}
-	bin := filepath.Join(dist, "trailkeeper-v9.9.9-test-linux-"+goarch(t))
-	out, err := exec.Command(bin, "version").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "trailkeeper v9.9.9-test") || !regexp.MustCompile(`commit [0-9a-f]{40}`).Match(out) {
-		t.Errorf("version: %v\n%s", err, out)
-	}
-	sums, err := os.ReadFile(filepath.Join(dist, "SHA256SUMS"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, _ := os.ReadFile(bin)
-	sum := sha256.Sum256(data)
-	if !strings.Contains(string(sums), hex.EncodeToString(sum[:])+"  "+filepath.Base(bin)) {
-		t.Errorf("SHA256SUMS = %s", sums)
-	}
-}
-
-func goarch(t *testing.T) string {
-	out, err := exec.Command("go", "env", "GOARCH").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(out))
 }
 
 // The alerts and the dashboard name only metrics the code registers.

@@ -31,7 +31,7 @@ func TestExecRegistersRunsAndPassesStatus(t *testing.T) {
 
 	key := "github:acme/infra:99:1"
 	script := `echo "UA=$TF_APPEND_USER_AGENT"; echo "AZ=$ARM_CORRELATION_REQUEST_ID"; echo '{"@level":"info","@timestamp":"2026-11-23T10:00:00Z","type":"apply_start","hook":{"resource":{"addr":"aws_s3_bucket.b"}}}'; echo '{"@level":"info","type":"apply_complete","hook":{"resource":{"addr":"aws_s3_bucket.b"},"id_value":"b"}}'; exit 3`
-	cmd := exec.Command(binary, "exec", "--server", srv.URL, "--token", "token-0123456789abcdef", "--run-key", key,
+	cmd := command(t, binary, "exec", "--server", srv.URL, "--token", "token-0123456789abcdef", "--run-key", key,
 		"--identity", "arn:aws:iam::111122223333:role/gha", "--", "sh", "-c", script)
 	cmd.Env = append(cmd.Environ(), "TF_APPEND_USER_AGENT=existing/1.0")
 	var out, errOut bytes.Buffer
@@ -59,17 +59,17 @@ func TestExecRegistersRunsAndPassesStatus(t *testing.T) {
 	}
 
 	// run-token prints the same token, for the session name of an earlier step.
-	if b, err := exec.Command(binary, "run-token", "--run-key", key).Output(); err != nil || strings.TrimSpace(string(b)) != tok {
+	if b, err := command(t, binary, "run-token", "--run-key", key).Output(); err != nil || strings.TrimSpace(string(b)) != tok {
 		t.Errorf("run-token: %q %v, want %s", b, err, tok)
 	}
-	gh := exec.Command(binary, "run-token")
+	gh := command(t, binary, "run-token")
 	gh.Env = append(cmd.Environ(), "GITHUB_RUN_ID=99", "GITHUB_REPOSITORY=acme/infra", "GITHUB_RUN_ATTEMPT=1")
 	if b, err := gh.Output(); err != nil || strings.TrimSpace(string(b)) != tok {
 		t.Errorf("run-token from the GitHub environment: %q %v, want %s", b, err, tok)
 	}
 
 	// A server that cannot be reached never blocks the command.
-	cmd = exec.Command(binary, "exec", "--server", "http://127.0.0.1:1", "--run-key", "k-unreachable", "--", "true")
+	cmd = command(t, binary, "exec", "--server", "http://127.0.0.1:1", "--run-key", "k-unreachable", "--", "true")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("unreachable server: %v\n%s", err, b)
 	}

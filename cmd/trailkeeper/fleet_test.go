@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,7 +20,7 @@ func TestFleetCheck(t *testing.T) {
 		os.WriteFile(cfg, []byte("data_dir: data\nnats: {embedded: {port: 0}}\nstream: {max_age: "+maxAge+"}\n"), 0o600)
 	}
 	run := func(args ...string) (string, error) {
-		out, err := exec.Command(binary, append([]string{"fleet", "check", "-c", cfg}, args...)...).CombinedOutput()
+		out, err := command(t, binary, append([]string{"fleet", "check", "-c", cfg}, args...)...).CombinedOutput()
 		return string(out), err
 	}
 	write("0s")

@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -30,29 +34,80 @@ import (
 	"github.com/trailkeeper/trailkeeper/sink/worm"
 )
 
-var binary string
+var (
+	binary string // the release binary the tests run
+	dist   string // where scripts/release.sh put it, with SHA256SUMS
+)
 
-// TestMain builds the real binary once; the tests below run it as users do.
+const testVersion = "v9.9.9-test"
+
+// TestMain builds the real binary once, the way releases are built
+// (scripts/release.sh, for this machine's platform only: one non-race
+// build of everything for the whole suite), and the tests below run it as
+// users do.
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "trailkeeper-bin")
+	dir, err := os.MkdirTemp("", "trailkeeper-dist")
 	if err != nil {
 		panic(err)
 	}
-	binary = filepath.Join(dir, "trailkeeper")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+	dist = dir
+	platform := runtime.GOOS + "/" + runtime.GOARCH
+	binary = filepath.Join(dist, "trailkeeper-"+testVersion+"-"+runtime.GOOS+"-"+runtime.GOARCH)
+	cmd := exec.Command("../../scripts/release.sh", testVersion, platform)
+	cmd.Env = append(os.Environ(), "DIST="+dist)
+	// The build dies with the test process (a timeout, ^C).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "release.sh: %v\n%s", err, out)
+		os.RemoveAll(dist)
 		os.Exit(1)
 	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	os.RemoveAll(dist)
 	os.Exit(code)
+}
+
+// The release script builds a binary that reports its version and commit,
+// and checksums that match: the binary every test here runs.
+func TestReleaseScript(t *testing.T) {
+	out, err := command(t, binary, "version").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "trailkeeper "+testVersion) || !regexp.MustCompile(`commit [0-9a-f]{40}`).Match(out) {
+		t.Errorf("version: %v\n%s", err, out)
+	}
+	sums, err := os.ReadFile(filepath.Join(dist, "SHA256SUMS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	if !strings.Contains(string(sums), hex.EncodeToString(sum[:])+"  "+filepath.Base(binary)) {
+		t.Errorf("SHA256SUMS = %s", sums)
+	}
+}
+
+// command is exec.Command for a process that must not outlive the test
+// binary, even when it is killed by a timeout before its cleanups run.
+// A process the test started and did not wait for is killed when the test
+// ends, failed or not.
+func command(t testing.TB, name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	t.Cleanup(func() {
+		if cmd.Process != nil {
+			_ = cmd.Process.Kill() // an error when it has ended already
+		}
+	})
+	return cmd
 }
 
 func TestValidateConfig(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("log:\n  level: loud\nstream:\n  replicas: 0\nsources:\n  - name: x\n    type: files\n    path: /nonexistent/folder\n"), 0o600)
-	out, err := exec.Command(binary, "validate-config", bad).CombinedOutput()
+	out, err := command(t, binary, "validate-config", bad).CombinedOutput()
 	if err == nil {
 		t.Fatalf("exit 0 for a bad config:\n%s", out)
 	}
@@ -68,7 +123,7 @@ func TestValidateConfig(t *testing.T) {
 		t.Errorf("examples: %v", examples)
 	}
 	for _, ex := range examples {
-		cmd := exec.Command(binary, "validate-config", ex)
+		cmd := command(t, binary, "validate-config", ex)
 		cmd.Env = append(os.Environ(), "AZURE_CLIENT_SECRET=example", "TRAILKEEPER_NAME=tk-1", "TRAILKEEPER_NATS_PASSWORD=example",
 			"TRAILKEEPER_API_TOKEN=an-example-token-of-length")
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -78,14 +133,14 @@ func TestValidateConfig(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	out, err := exec.Command(binary, "version").CombinedOutput()
+	out, err := command(t, binary, "version").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "OCSF "+normalize.OCSFVersion) {
 		t.Errorf("version: %v\n%s", err, out)
 	}
 }
 
 func TestNormalizeCommand(t *testing.T) {
-	cmd := exec.Command(binary, "normalize", "../../examples/data/aws/exports/plaso-lookup-events.jsonl")
+	cmd := command(t, binary, "normalize", "../../examples/data/aws/exports/plaso-lookup-events.jsonl")
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatal(err)
@@ -221,7 +276,7 @@ sources:
 
 	var logs bytes.Buffer
 	start := func() *exec.Cmd {
-		cmd := exec.Command(binary, "run", "--config", cfgFile)
+		cmd := command(t, binary, "run", "--config", cfgFile)
 		cmd.Stdout, cmd.Stderr = io.Discard, &logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -344,7 +399,7 @@ sources:
 	if len(followed) != events {
 		t.Errorf("the index holds %d changes, the stream %d events", len(followed), events)
 	}
-	out, err := exec.Command(binary, "reindex", "--config", cfgFile, "--from-archive").CombinedOutput()
+	out, err := command(t, binary, "reindex", "--config", cfgFile, "--from-archive").CombinedOutput()
 	if err != nil {
 		t.Fatalf("reindex: %v\n%s", err, out)
 	}
@@ -402,7 +457,7 @@ func TestNormalizeCommandReportsAndExits(t *testing.T) {
 	gzFile := filepath.Join(dir, "trail.json.gz")
 	os.WriteFile(gzFile, gz.Bytes(), 0o600)
 
-	cmd := exec.Command(binary, "normalize", in, gzFile)
+	cmd := command(t, binary, "normalize", in, gzFile)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -414,10 +469,10 @@ func TestNormalizeCommandReportsAndExits(t *testing.T) {
 	if !strings.Contains(stderr.String(), in+":2:") || !strings.Contains(stderr.String(), "2 events, 1 records not mapped") {
 		t.Errorf("stderr:\n%s", stderr.String())
 	}
-	if err := exec.Command(binary, "normalize", filepath.Join(dir, "missing.json")).Run(); err == nil {
+	if err := command(t, binary, "normalize", filepath.Join(dir, "missing.json")).Run(); err == nil {
 		t.Error("exit 0 for input that cannot be read")
 	}
-	if err := exec.Command(binary, "normalize", "--format", "xml", in).Run(); err == nil {
+	if err := command(t, binary, "normalize", "--format", "xml", in).Run(); err == nil {
 		t.Error("exit 0 for an unknown format")
 	}
 }
@@ -447,7 +502,7 @@ func checkArchive(t *testing.T, dir, pubKey string, total uint64) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	out, err := exec.Command(binary, "verify", "--archive", dir, "--key", pubKey).CombinedOutput()
+	out, err := command(t, binary, "verify", "--archive", dir, "--key", pubKey).CombinedOutput()
 	if err != nil {
 		t.Fatalf("verify: %v\n%s", err, out)
 	}
@@ -473,13 +528,13 @@ func checkArchive(t *testing.T, dir, pubKey string, total uint64) {
 		}
 	}
 	// An inclusion proof, checked alone.
-	proof, err := exec.Command(binary, "prove", "--archive", dir, "--uid", uid).Output()
+	proof, err := command(t, binary, "prove", "--archive", dir, "--uid", uid).Output()
 	if err != nil {
 		t.Fatalf("prove: %v", err)
 	}
 	pf := filepath.Join(t.TempDir(), "proof.json")
 	os.WriteFile(pf, proof, 0o644)
-	if out, err := exec.Command(binary, "verify", "--proof", pf, "--key", pubKey).CombinedOutput(); err != nil {
+	if out, err := command(t, binary, "verify", "--proof", pf, "--key", pubKey).CombinedOutput(); err != nil {
 		t.Errorf("verify --proof: %v\n%s", err, out)
 	}
 }
@@ -487,7 +542,7 @@ func checkArchive(t *testing.T, dir, pubKey string, total uint64) {
 // Shell completions come from the command tree (cobra).
 func TestCompletions(t *testing.T) {
 	for _, sh := range []string{"bash", "zsh", "fish"} {
-		out, err := exec.Command(binary, "completion", sh).Output()
+		out, err := command(t, binary, "completion", sh).Output()
 		if err != nil || !bytes.Contains(out, []byte("trailkeeper")) || len(out) < 1000 {
 			t.Errorf("completion %s: %v, %d bytes", sh, err, len(out))
 		}
@@ -500,7 +555,7 @@ func TestSIGHUP(t *testing.T) {
 	cfg := filepath.Join(work, "trailkeeper.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf("data_dir: %s\nnats: {embedded: {port: %d}}\nhttp: {listen: \"\"}\nlog: {level: info}\n", work, freePort(t))), 0o600)
 	var logs syncBuffer
-	cmd := exec.Command(binary, "run", "--config", cfg)
+	cmd := command(t, binary, "run", "--config", cfg)
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,7 +20,7 @@ func TestQueryCommands(t *testing.T) {
 	env := httpapitest.Start(t, n, "query-commands-token")
 	run := func(args ...string) (string, error) {
 		t.Helper()
-		cmd := exec.Command(binary, append(args, "--server", env.URL)...)
+		cmd := command(t, binary, append(args, "--server", env.URL)...)
 		cmd.Env = append(os.Environ(), "TRAILKEEPER_API_TOKEN="+env.Token)
 		out, err := cmd.CombinedOutput()
 		return string(out), err
@@ -76,7 +75,7 @@ func TestQueryCommands(t *testing.T) {
 	proof, key := filepath.Join(dir, "p.json"), filepath.Join(dir, "k.pub")
 	os.WriteFile(proof, []byte(out), 0o600)
 	os.WriteFile(key, []byte(env.VerifierKey), 0o600)
-	if vout, err := exec.Command(binary, "verify", "--proof", proof, "--key", key).CombinedOutput(); err != nil || !strings.Contains(string(vout), "proof holds") {
+	if vout, err := command(t, binary, "verify", "--proof", proof, "--key", key).CombinedOutput(); err != nil || !strings.Contains(string(vout), "proof holds") {
 		t.Errorf("verify --proof of show --json: %v\n%s", err, vout)
 	}
 
@@ -86,7 +85,7 @@ func TestQueryCommands(t *testing.T) {
 	if out, err = run("show", "nope"); err == nil || !strings.Contains(out, "not in the index") {
 		t.Errorf("an unknown uid: %v\n%s", err, out)
 	}
-	cmd := exec.Command(binary, "drift", "--server", env.URL, "--token", "wrong")
+	cmd := command(t, binary, "drift", "--server", env.URL, "--token", "wrong")
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "bearer token") {
 		t.Errorf("a wrong token: %v\n%s", err, out)
 	}

@@ -304,21 +304,37 @@ func (m *Member) heartbeat(ctx context.Context) error {
 // members reads every live member's heartbeat.
 func members(ctx context.Context, kv jetstream.KeyValue) ([]memberRecord, error) {
 	var out []memberRecord
-	err := snapshot(ctx, kv, memberPrefix, func(e jetstream.KeyValueEntry) {
-		var r memberRecord
-		if json.Unmarshal(e.Value(), &r) == nil && r.Name != "" {
-			r.beat = e.Created()
+	err := snapshot(ctx, kv, []string{memberPrefix}, func(e jetstream.KeyValueEntry) {
+		if r, ok := decodeMember(e); ok {
 			out = append(out, r)
 		}
 	})
-	slices.SortFunc(out, func(a, b memberRecord) int { return cmp.Compare(a.Name, b.Name) })
+	sortMembers(out)
 	return out, err
 }
 
-// snapshot calls fn with the current entry of every key under prefix
-// (one watcher, no per-key reads).
-func snapshot(ctx context.Context, kv jetstream.KeyValue, prefix string, fn func(jetstream.KeyValueEntry)) error {
-	w, err := kv.WatchFiltered(ctx, []string{prefix + ">"}, jetstream.IgnoreDeletes())
+func decodeMember(e jetstream.KeyValueEntry) (memberRecord, bool) {
+	var r memberRecord
+	if json.Unmarshal(e.Value(), &r) != nil || r.Name == "" {
+		return r, false
+	}
+	r.beat = e.Created()
+	return r, true
+}
+
+func sortMembers(ms []memberRecord) {
+	slices.SortFunc(ms, func(a, b memberRecord) int { return cmp.Compare(a.Name, b.Name) })
+}
+
+// snapshot calls fn with the current entry of every key under the
+// prefixes (one watcher, no per-key reads: on a replicated bucket each
+// watcher is a consumer the cluster has to create).
+func snapshot(ctx context.Context, kv jetstream.KeyValue, prefixes []string, fn func(jetstream.KeyValueEntry)) error {
+	filters := make([]string, len(prefixes))
+	for i, p := range prefixes {
+		filters[i] = p + ">"
+	}
+	w, err := kv.WatchFiltered(ctx, filters, jetstream.IgnoreDeletes())
 	if err != nil {
 		return err
 	}

@@ -57,14 +57,22 @@ type UnitStatus struct {
 // ReadStatus reads the fleet's bucket.
 func ReadStatus(ctx context.Context, kv jetstream.KeyValue) (Status, error) {
 	now := time.Now().UTC()
-	ms, err := members(ctx, kv)
+	var ms []memberRecord
+	leases := map[string]leaseEntry{}
+	err := snapshot(ctx, kv, []string{memberPrefix, leasePrefix}, func(e jetstream.KeyValueEntry) {
+		if key, ok := strings.CutPrefix(e.Key(), leasePrefix); ok {
+			var r lease.Record
+			if json.Unmarshal(e.Value(), &r) == nil {
+				leases[unescape(key)] = leaseEntry{rec: r, renewed: e.Created()}
+			}
+		} else if r, ok := decodeMember(e); ok {
+			ms = append(ms, r)
+		}
+	})
 	if err != nil {
 		return Status{}, err
 	}
-	leases, err := readLeases(ctx, kv)
-	if err != nil {
-		return Status{}, err
-	}
+	sortMembers(ms)
 	st := Status{Time: now, Members: []MemberStatus{}, Units: []UnitStatus{}}
 	can := map[string][]string{}
 	units := map[string]*UnitStatus{}
@@ -118,18 +126,6 @@ func ReadStatus(ctx context.Context, kv jetstream.KeyValue) (Status, error) {
 type leaseEntry struct {
 	rec     lease.Record
 	renewed time.Time
-}
-
-// readLeases reads every lease, by unit key.
-func readLeases(ctx context.Context, kv jetstream.KeyValue) (map[string]leaseEntry, error) {
-	out := map[string]leaseEntry{}
-	err := snapshot(ctx, kv, leasePrefix, func(e jetstream.KeyValueEntry) {
-		var r lease.Record
-		if json.Unmarshal(e.Value(), &r) == nil {
-			out[unescape(strings.TrimPrefix(e.Key(), leasePrefix))] = leaseEntry{rec: r, renewed: e.Created()}
-		}
-	})
-	return out, err
 }
 
 // Handler serves ReadStatus as JSON (GET /v1/fleet).

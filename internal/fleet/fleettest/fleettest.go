@@ -160,14 +160,23 @@ func (cw *CursorWatch) Check(t testing.TB) (cursors, writes int) {
 	return len(cw.history), writes
 }
 
+// Patience bounds a wait for something the fleet does eventually (settle,
+// take over, hand over). It is no performance target: on a loaded 2-core
+// machine under -race a takeover that takes 1.2 TTLs idle can take several,
+// so the tests log how long each took (docs/fleet.md has the figures) and
+// fail only when it never happens.
+const Patience = 2 * time.Minute
+
 // WaitSettled asks the daemon at httpAddr for GET /v1/fleet until exactly
 // members are alive, each able to run units units, and every unit is held
 // by the member it is assigned to; it returns how many each holds and how
-// long that took, or fails t after within.
-func WaitSettled(t testing.TB, httpAddr string, units int, within time.Duration, members ...string) (map[string]int, time.Duration) {
+// long that took, or fails t after Patience.
+func WaitSettled(t testing.TB, httpAddr string, units int, members ...string) (map[string]int, time.Duration) {
 	t.Helper()
 	start := time.Now()
-	c := http.Client{Timeout: 2 * time.Second}
+	// The handler has 10 s of its own to read the bucket; a shorter client
+	// timeout only turns a slow answer into an error.
+	c := http.Client{Timeout: 15 * time.Second}
 	for {
 		st, err := status(&c, httpAddr)
 		per := map[string]int{}
@@ -182,8 +191,8 @@ func WaitSettled(t testing.TB, httpAddr string, units int, within time.Duration,
 		if ok {
 			return per, time.Since(start)
 		}
-		if time.Since(start) > within {
-			t.Fatalf("not settled on %v within %s: %+v %v", members, within, st, err)
+		if time.Since(start) > Patience {
+			t.Fatalf("not settled on %v within %s: %+v %v", members, Patience, st, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
