@@ -201,6 +201,11 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 		}
 	}
 
+	// The archiver runs on one daemon: here, or on whichever holds the
+	// fleet's archiver role.
+	var archiver atomic.Pointer[worm.Archiver]
+	var archiving *archiveRunner
+	var firstArchiver *worm.Archiver
 	ready := func() ([]string, error) {
 		if !conn.nc.IsConnected() {
 			return health.Problems(), errors.New("not connected to NATS")
@@ -213,12 +218,18 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 				errs = append(errs, fmt.Errorf("failing since %s: %w", st.FailingSince.Format(time.RFC3339), st.LastError))
 			}
 		}
+		if archiving != nil {
+			var p worm.Progress
+			if a := archiver.Load(); a != nil {
+				p = a.Progress()
+			}
+			if err := archiving.Problem(p); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		return health.Problems(), errors.Join(errs...)
 	}
 
-	// The archiver runs on one daemon: here, or on whichever holds the
-	// fleet's archiver role.
-	var archiver atomic.Pointer[worm.Archiver]
 	var archive worm.Store
 	var newArchiver func(context.Context) (*worm.Archiver, error)
 	if cfg.Archive.Dir != "" || cfg.Archive.S3.Bucket != "" {
@@ -236,22 +247,19 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 				Signer: signer, Origin: signer.Name(), SegmentBytes: a.SegmentBytes, SegmentAge: a.SegmentAge, Logger: log,
 			})
 		}
+		archiving = newArchiveRunner(reg, log, newArchiver, func(a *worm.Archiver) { archiver.Store(a) })
 		if !cfg.Fleet.Enabled {
-			a, err := newArchiver(ctx)
-			if err != nil {
+			// Opened here, so that an archive that cannot be read stops
+			// the start-up with its error.
+			if firstArchiver, err = newArchiver(ctx); err != nil {
 				return err
 			}
-			archiver.Store(a)
+			archiver.Store(firstArchiver)
 		} else {
 			units = append(units, fleet.Unit{Key: roleArchiver, Source: "archiver", Run: func(ctx context.Context, _ *lease.Lease) error {
 				// A paused old archiver cannot fork the log: every object
 				// is write-once, so its next segment fails to store.
-				a, err := newArchiver(ctx)
-				if err != nil {
-					return err
-				}
-				archiver.Store(a)
-				return a.Run(ctx)
+				return archiving.Run(ctx, nil)
 			}})
 		}
 	}
@@ -310,8 +318,8 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 	reg.MustRegister(driftFindings)
 
 	g, gctx := errgroup.WithContext(ctx)
-	if a := archiver.Load(); a != nil {
-		g.Go(func() error { return a.Run(gctx) })
+	if firstArchiver != nil {
+		g.Go(func() error { return archiving.Run(gctx, firstArchiver) })
 	}
 	if follower != nil {
 		g.Go(func() error { return follower.Run(gctx) })

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/mod/sumdb/tlog"
 
+	tkjs "github.com/trailkeeper/trailkeeper/sink/jetstream"
 	"github.com/trailkeeper/trailkeeper/sink/worm"
 )
 
@@ -60,11 +61,19 @@ func (f *Follower) defaults() {
 
 // Run indexes until ctx ends; it returns nil then, whatever it was doing.
 func (f *Follower) Run(ctx context.Context) error {
-	err := f.run(ctx, false)
-	if ctx.Err() != nil {
-		return nil
+	for {
+		err := f.run(ctx, false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var gone *tkjs.GoneError
+		if !errors.As(err, &gone) {
+			return err
+		}
+		// Aged out of the stream before the index read it: start again
+		// from the archive (which may hold it) and the stream's new start.
+		f.Logger.Error("index: a sequence is gone from the stream before it was indexed; following again from the archive and the stream's first sequence (reindex --from-archive fills what the archive holds)", "err", err)
 	}
-	return err
 }
 
 // CatchUp indexes what the stream (and archive) holds now, then returns:
@@ -111,6 +120,9 @@ func (f *Follower) run(ctx context.Context, once bool) error {
 	if once {
 		defer f.JS.DeleteConsumer(context.WithoutCancel(ctx), f.Stream, f.Consumer)
 	}
+	// Every sequence once, in order: a delivery lost in flight (a
+	// reconnect) is read from the stream by number before the ones after it.
+	order := tkjs.InOrder{Stream: info, Name: f.Stream, Next: max(last+1, si.State.FirstSeq)}
 	f.Logger.Info("index following the stream", "from_seq", last+1, "path", f.Index.Path())
 	var (
 		lastSync, lastPrune, lastOpt time.Time
@@ -143,7 +155,21 @@ func (f *Follower) run(ctx context.Context, once bool) error {
 			if err != nil {
 				continue
 			}
-			msgs = append(msgs, Msg{Seq: md.Sequence.Stream, Subject: m.Subject(), Data: m.Data()})
+			if _, err := order.Take(ctx, m, func(sm tkjs.StreamMsg) error {
+				msgs = append(msgs, Msg{Seq: sm.Seq, Subject: sm.Subject, Data: sm.Data})
+				return nil
+			}); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				if len(msgs) > 0 {
+					// What came before the gap is indexed first.
+					if aerr := f.Index.Apply(ctx, msgs); aerr != nil {
+						return aerr
+					}
+				}
+				return err
+			}
 			lastMsg, pending = m, md.NumPending
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && ctx.Err() == nil {

@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	tkjs "github.com/trailkeeper/trailkeeper/sink/jetstream"
 )
 
 // CheckpointSubject is where every checkpoint is also published, outside
@@ -63,8 +65,10 @@ type Archiver struct {
 
 	progress atomic.Pointer[Progress]
 
-	buf     bytes.Buffer // lines of the open segment
-	pending []jetstream.Msg
+	order    tkjs.InOrder
+	buf      bytes.Buffer    // lines of the open segment
+	buffered int             // how many
+	pending  []jetstream.Msg // their deliveries, acknowledged once stored (gap fills have none)
 	segDay  time.Time
 	segAt   time.Time
 	first   int64
@@ -103,6 +107,15 @@ func NewArchiver(ctx context.Context, set Settings) (*Archiver, error) {
 		return nil, err
 	}
 	a := &Archiver{set: set, log: set.Logger.With("component", "archiver"), enc: enc}
+	if rt, ok := set.Store.(interface {
+		RemoveTemp(context.Context) (int, error)
+	}); ok && set.Signer != nil {
+		if n, err := rt.RemoveTemp(ctx); err != nil {
+			return nil, fmt.Errorf("archive: remove temporary files: %w", err)
+		} else if n > 0 {
+			a.log.Info("removed temporary files that killed writes left", "files", n)
+		}
+	}
 	if err := a.load(ctx); err != nil {
 		return nil, err
 	}
@@ -132,6 +145,19 @@ func (a *Archiver) load(ctx context.Context) error {
 			return fmt.Errorf("archive: %s: %w", key, err)
 		}
 		a.next, a.lastSeq, a.prevKey, a.prevSum = m.LastLeaf+1, m.LastSeq, key, hexSHA256(b)
+		if a.set.Signer != nil {
+			// Stopped between the manifest and its checkpoint: sign it
+			// now (Ed25519 signatures are deterministic, so a checkpoint
+			// that is there after all is written again byte for byte).
+			if ok, err := HasCheckpoint(ctx, a.set.Store, m.TreeSize); err != nil {
+				return fmt.Errorf("archive: %w", err)
+			} else if !ok {
+				if err := a.checkpoint(ctx); err != nil {
+					return err
+				}
+				a.log.Warn("signed the checkpoint a stop between manifest and checkpoint left out", "tree_size", m.TreeSize)
+			}
+		}
 	}
 	segs, err := a.set.Store.List(ctx, "seg/")
 	if err != nil {
@@ -178,28 +204,12 @@ func (a *Archiver) adopt(ctx context.Context, key string) error {
 // Run archives until ctx ends; what is buffered then is archived before it
 // returns.
 func (a *Archiver) Run(ctx context.Context) error {
-	cfg := jetstream.ConsumerConfig{
-		Durable: a.set.Consumer, AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: 10 * time.Minute, MaxAckPending: 500000, DeliverPolicy: jetstream.DeliverAllPolicy,
-	}
-	if a.lastSeq > 0 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, a.lastSeq+1
-	}
-	// The archive's newest manifest, not the consumer, says where to
-	// resume: the consumer is made afresh from there, so messages a killed
-	// run had fetched but not acknowledged come at once, not after AckWait.
-	if err := a.set.JS.DeleteConsumer(ctx, a.set.Stream, a.set.Consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		if ctx.Err() != nil {
-			return nil // stopped while starting
-		}
-		return fmt.Errorf("archiver consumer: %w", err)
-	}
-	cons, err := a.set.JS.CreateConsumer(ctx, a.set.Stream, cfg)
+	cons, err := a.open(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while starting
 		}
-		return fmt.Errorf("archiver consumer: %w", err)
+		return err
 	}
 	for ctx.Err() == nil {
 		wait := time.Second
@@ -248,26 +258,88 @@ func (a *Archiver) Run(ctx context.Context) error {
 	return nil
 }
 
-// add buffers one message as a leaf.
-func (a *Archiver) add(ctx context.Context, msg jetstream.Msg) error {
-	meta, err := msg.Metadata()
+// open makes the archiver's consumer afresh from the archive's newest
+// manifest, not from the consumer's own state: messages a killed run had
+// fetched but not acknowledged come at once, not after AckWait.
+func (a *Archiver) open(ctx context.Context) (jetstream.Consumer, error) {
+	cfg := jetstream.ConsumerConfig{
+		Durable: a.set.Consumer, AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: 10 * time.Minute, MaxAckPending: 500000, DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	if a.lastSeq > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, a.lastSeq+1
+	}
+	if err := a.set.JS.DeleteConsumer(ctx, a.set.Stream, a.set.Consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("archiver consumer: %w", err)
+	}
+	cons, err := a.set.JS.CreateConsumer(ctx, a.set.Stream, cfg)
 	if err != nil {
-		return fmt.Errorf("archiver: message metadata: %w", err)
+		return nil, fmt.Errorf("archiver consumer: %w", err)
 	}
-	if meta.Sequence.Stream <= a.lastSeq {
-		return msg.Ack() // archived already (a redelivery)
+	if err := a.startOrder(ctx); err != nil {
+		return nil, err
 	}
-	day := meta.Timestamp.UTC().Truncate(24 * time.Hour)
+	return cons, nil
+}
+
+// startOrder sets where the archive's next sequence is.
+func (a *Archiver) startOrder(ctx context.Context) error {
+	stream, err := a.set.JS.Stream(ctx, a.set.Stream)
+	if err != nil {
+		return fmt.Errorf("archiver: stream %s: %w", a.set.Stream, err)
+	}
+	a.order = tkjs.InOrder{Stream: stream, Name: a.set.Stream, Next: a.lastSeq + 1}
+	if a.lastSeq == 0 {
+		// A new archive starts where the stream does (it may have aged
+		// messages out before the archive was configured).
+		info, err := stream.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("archiver: stream %s: %w", a.set.Stream, err)
+		}
+		a.order.Next = max(info.State.FirstSeq, 1)
+	}
+	return nil
+}
+
+// add buffers one message as a leaf; a redelivery of one archived (or
+// buffered) already is acknowledged and dropped.
+func (a *Archiver) add(ctx context.Context, msg jetstream.Msg) error {
+	took, err := a.order.Take(ctx, msg, func(m tkjs.StreamMsg) error { return a.addMsg(ctx, m) })
+	if err != nil {
+		var gone *tkjs.GoneError
+		if errors.As(err, &gone) {
+			return fmt.Errorf("archive: %w: the archive would skip it, so the archiver stops", err)
+		}
+		return err
+	}
+	if !took {
+		// Harmless if it fails: a redelivery comes again and is dropped
+		// again.
+		if err := msg.Ack(); err != nil {
+			a.log.Debug("ack of a redelivery failed", "err", err)
+		}
+	}
+	return nil
+}
+
+// addMsg buffers the next stream sequence as a leaf.
+func (a *Archiver) addMsg(ctx context.Context, m tkjs.StreamMsg) error {
+	if m.Seq != a.lastSeq+1 && a.lastSeq != 0 {
+		// InOrder hands on every sequence once, in order; anything else
+		// is a bug that must not reach the log.
+		return fmt.Errorf("archive: sequence %d after %d", m.Seq, a.lastSeq)
+	}
+	day := m.Time.UTC().Truncate(24 * time.Hour)
 	if a.buf.Len() > 0 && !day.Equal(a.segDay) {
 		if err := a.flush(ctx); err != nil {
 			return err
 		}
 	}
 	if a.buf.Len() == 0 {
-		a.segDay, a.segAt, a.first, a.firstSq = day, time.Now(), a.next+int64(len(a.pending)), meta.Sequence.Stream
+		a.segDay, a.segAt, a.first, a.firstSq = day, time.Now(), a.next, m.Seq
 	}
 	headers := map[string]string{}
-	for k, v := range msg.Headers() {
+	for k, v := range m.Header {
 		if k != "Nats-Msg-Id" && k != "Nats-Expected-Stream" && len(v) > 0 {
 			headers[k] = v[0]
 		}
@@ -276,16 +348,19 @@ func (a *Archiver) add(ctx context.Context, msg jetstream.Msg) error {
 		headers = nil
 	}
 	line, err := encodeLeaf(Leaf{
-		Leaf: a.first + int64(len(a.pending)), Seq: meta.Sequence.Stream, Time: meta.Timestamp.UTC(),
-		Subject: msg.Subject(), MsgID: msg.Headers().Get("Nats-Msg-Id"), Headers: headers,
-	}, msg.Data())
+		Leaf: a.first + int64(a.buffered), Seq: m.Seq, Time: m.Time.UTC(),
+		Subject: m.Subject, MsgID: m.Header.Get("Nats-Msg-Id"), Headers: headers,
+	}, m.Data)
 	if err != nil {
 		return err
 	}
 	a.buf.Write(line)
 	a.buf.WriteByte('\n')
-	a.pending = append(a.pending, msg)
-	a.lastSeq = meta.Sequence.Stream
+	a.buffered++
+	if m.Msg != nil {
+		a.pending = append(a.pending, m.Msg)
+	}
+	a.lastSeq = m.Seq
 	if a.buf.Len() >= a.set.SegmentBytes {
 		return a.flush(ctx)
 	}
@@ -312,7 +387,7 @@ func (a *Archiver) flush(ctx context.Context) error {
 		}
 	}
 	a.buf.Reset()
-	a.pending = a.pending[:0]
+	a.pending, a.buffered = a.pending[:0], 0
 	return nil
 }
 
@@ -334,17 +409,26 @@ func (a *Archiver) commit(ctx context.Context, segKey, version string, stored, c
 	if _, err := a.put(ctx, mkey, mb); err != nil {
 		return err
 	}
-	cp, err := note.Sign(&note.Note{Text: checkpointText(a.set.Origin, a.tree.n, root)}, a.set.Signer)
+	a.next, a.prevKey, a.prevSum = m.LastLeaf+1, mkey, hexSHA256(mb)
+	if err := a.checkpoint(ctx); err != nil {
+		return err
+	}
+	a.progress.Store(&Progress{Leaves: a.next, LastSeq: m.LastSeq, CommittedAt: time.Now()})
+	a.publishCheckpoint()
+	a.log.Info("segment archived", "segment", segKey, "leaves", len(lines), "tree_size", a.tree.n)
+	return nil
+}
+
+// checkpoint signs and stores the checkpoint of the tree as it is.
+func (a *Archiver) checkpoint(ctx context.Context) error {
+	cp, err := note.Sign(&note.Note{Text: checkpointText(a.set.Origin, a.tree.n, a.tree.root())}, a.set.Signer)
 	if err != nil {
 		return err
 	}
 	if _, err := a.put(ctx, checkpointKey(a.tree.n), cp); err != nil {
 		return err
 	}
-	a.next, a.prevKey, a.prevSum, a.lastCP = m.LastLeaf+1, mkey, hexSHA256(mb), cp
-	a.progress.Store(&Progress{Leaves: a.next, LastSeq: m.LastSeq, CommittedAt: time.Now()})
-	a.publishCheckpoint()
-	a.log.Info("segment archived", "segment", segKey, "leaves", len(lines), "tree_size", a.tree.n)
+	a.lastCP = cp
 	return nil
 }
 

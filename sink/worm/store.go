@@ -113,3 +113,58 @@ func (d DirStore) path(key string) (string, error) {
 	}
 	return filepath.Join(d.Root, filepath.FromSlash(key)), nil
 }
+
+// Strays lists the files under the folder that are no archive object: a
+// temporary file a killed write left (".tmp-*"), or anything outside the
+// archive's folders (manifest/, seg/, checkpoint/). Verify reports them.
+func (d DirStore) Strays(_ context.Context) ([]string, error) {
+	var out []string
+	err := filepath.WalkDir(d.Root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if e.IsDir() {
+			return nil
+		}
+		rel, _ := filepath.Rel(d.Root, p)
+		key := filepath.ToSlash(rel)
+		if strings.HasPrefix(e.Name(), ".tmp-") || !knownKey(key) {
+			out = append(out, key)
+		}
+		return nil
+	})
+	slices.Sort(out)
+	return out, err
+}
+
+// RemoveTemp deletes the temporary files killed writes left behind; the
+// archiver calls it at start, when no write of its own is under way.
+func (d DirStore) RemoveTemp(ctx context.Context) (int, error) {
+	strays, err := d.Strays(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, key := range strays {
+		if strings.HasPrefix(key[strings.LastIndexByte(key, '/')+1:], ".tmp-") {
+			if err := os.Remove(filepath.Join(d.Root, filepath.FromSlash(key))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
+// knownKey: a key the archive writes.
+func knownKey(key string) bool {
+	for _, p := range []string{"manifest/", "seg/", "checkpoint/"} {
+		if strings.HasPrefix(key, p) {
+			return true
+		}
+	}
+	return false
+}

@@ -147,6 +147,8 @@ func Verify(ctx context.Context, st Store, o VerifyOptions) (Report, error) {
 					find(m.Segment, "leaf-order", "line %d is leaf %d, expected %d", i+1, l.Leaf, tree.n)
 				}
 				switch {
+				case lastSeq != 0 && l.Seq > lastSeq+1:
+					find(m.Segment, "seq-gap", "line %d (leaf %d) has stream sequence %d after %d: %d stream messages are not archived", i+1, l.Leaf, l.Seq, lastSeq, l.Seq-lastSeq-1)
 				case l.Seq == lastSeq:
 					find(m.Segment, "leaf-duplicate", "line %d (leaf %d) repeats stream sequence %d", i+1, l.Leaf, l.Seq)
 				case l.Seq < lastSeq:
@@ -155,6 +157,9 @@ func Verify(ctx context.Context, st Store, o VerifyOptions) (Report, error) {
 				lastSeq = l.Seq
 			}
 			tree.add(tlog.RecordHash(line))
+		}
+		if first, last, ok := lineSeqs(lines); ok && (first != m.FirstSeq || last != m.LastSeq) {
+			find(mkey, "manifest-seq", "names stream sequences %d to %d, its segment holds %d to %d", m.FirstSeq, m.LastSeq, first, last)
 		}
 		root := tree.root()
 		roots[tree.n] = root
@@ -188,6 +193,9 @@ func Verify(ctx context.Context, st Store, o VerifyOptions) (Report, error) {
 			find(key, "checkpoint-signature", "%v", err)
 			continue
 		}
+		if key != checkpointKey(size) {
+			find(key, "checkpoint-name", "signs tree size %d, so its name should be %s", size, checkpointKey(size))
+		}
 		switch got, ok := roots[size]; {
 		case size > r.Leaves:
 			find(key, "checkpoint-beyond-log", "signs %d leaves, the archive holds %d: its tail is gone", size, r.Leaves)
@@ -201,6 +209,17 @@ func Verify(ctx context.Context, st Store, o VerifyOptions) (Report, error) {
 	}
 	if r.TreeSize != r.Leaves {
 		find("checkpoint/", "leaf-count", "the newest valid checkpoint signs %d leaves, the archive holds %d", r.TreeSize, r.Leaves)
+	}
+	if sl, ok := st.(interface {
+		Strays(context.Context) ([]string, error)
+	}); ok {
+		strays, err := sl.Strays(ctx)
+		if err != nil {
+			return r, err
+		}
+		for _, key := range strays {
+			find(key, "stray-file", "not an archive object (a write killed midway leaves .tmp-* files; the archiver removes them at start)")
+		}
 	}
 	if o.Anchor != nil {
 		size, root, err := openCheckpoint(o.Anchor, o)
@@ -254,4 +273,16 @@ func short(s string) string {
 
 func isNotFound(err error) bool {
 	return err != nil && (strings.Contains(err.Error(), "NoSuchKey") || strings.Contains(err.Error(), "NotFound"))
+}
+
+// lineSeqs reads the stream sequences of a segment's first and last lines.
+func lineSeqs(lines [][]byte) (first, last uint64, ok bool) {
+	if len(lines) == 0 {
+		return 0, 0, false
+	}
+	var a, b Leaf
+	if json.Unmarshal(lines[0], &a) != nil || json.Unmarshal(lines[len(lines)-1], &b) != nil {
+		return 0, 0, false
+	}
+	return a.Seq, b.Seq, true
 }

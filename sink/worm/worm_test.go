@@ -81,6 +81,14 @@ func archiveMessages(t *testing.T, n int) (string, note.Verifier) {
 // archiveInto publishes n events and a dead letter to a fresh stream and
 // archives them all into st.
 func archiveInto(t *testing.T, n int, st Store) note.Verifier {
+	js, nc := publishEvents(t, n)
+	sig, ver := keys(t)
+	archiveStream(t, js, nc, st, sig, n)
+	return ver
+}
+
+// publishEvents publishes n events and a dead letter to a fresh stream.
+func publishEvents(t *testing.T, n int) (jetstream.JetStream, *nats.Conn) {
 	_, nc, js := embednatstest.Start(t)
 	ctx := context.Background()
 	if _, err := tkjs.EnsureStream(ctx, js, tkjs.StreamConfig{Name: "AUDIT", DuplicateWindow: time.Hour}); err != nil {
@@ -95,9 +103,13 @@ func archiveInto(t *testing.T, n int, st Store) note.Verifier {
 	if err := tkjs.NewPublisher(js, "AUDIT").Publish(ctx, msgs); err != nil {
 		t.Fatal(err)
 	}
-	sig, ver := keys(t)
-	runArchiver(t, js, nc, st, sig, uint64(len(msgs)))
-	return ver
+	return js, nc
+}
+
+// archiveStream archives the stream archiveInto published into st.
+func archiveStream(t *testing.T, js jetstream.JetStream, nc *nats.Conn, st Store, sig note.Signer, n int) {
+	t.Helper()
+	runArchiver(t, js, nc, st, sig, uint64(n+1))
 }
 
 // runArchiver archives until the archive holds want stream messages.
