@@ -69,10 +69,10 @@ type Archiver struct {
 	buf      bytes.Buffer    // lines of the open segment
 	buffered int             // how many
 	pending  []jetstream.Msg // their deliveries, acknowledged once stored (gap fills have none)
-	segDay  time.Time
-	segAt   time.Time
-	first   int64
-	firstSq uint64
+	segDay   time.Time
+	segAt    time.Time
+	first    int64
+	firstSq  uint64
 }
 
 // Progress is how far the archive has come, for metrics.
