@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -641,4 +642,23 @@ func (c *Config) validateFleet() []error {
 		bad("archive.key_file", "required in a fleet (or archive.key): the archiver moves between daemons, and every one must sign with the same key")
 	}
 	return errs
+}
+
+// RedactURLs returns a NATS server list (comma-separated URLs) with the
+// password of any user info replaced, for messages and logs.
+func RedactURLs(list string) string {
+	parts := strings.Split(list, ",")
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		parts[i] = p
+		if u, err := url.Parse(p); err == nil && u.User != nil {
+			if _, has := u.User.Password(); !has {
+				u.User = url.User("xxxxx") // a token alone, as nats://token@host
+			}
+			parts[i] = u.Redacted()
+		} else if err != nil && strings.Contains(p, "@") {
+			parts[i] = "xxxxx@" + p[strings.LastIndexByte(p, '@')+1:]
+		}
+	}
+	return strings.Join(parts, ",")
 }

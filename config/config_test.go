@@ -260,3 +260,18 @@ func TestFleet(t *testing.T) {
 		}
 	}
 }
+
+func TestRedactURLs(t *testing.T) {
+	for in, want := range map[string]string{
+		"nats://127.0.0.1:4222":                      "nats://127.0.0.1:4222",
+		"nats://tk:s3cret@a:4222,nats://tk:s3cret@b": "nats://tk:xxxxx@a:4222,nats://tk:xxxxx@b",
+		"nats://s3cret@a:4222":                       "nats://xxxxx@a:4222",
+		"tls://u:s3cret@a:4222, nats://b:4222":       "tls://u:xxxxx@a:4222,nats://b:4222",
+		"nats://u:s3c%zzret@a":                       "xxxxx@a",
+		"a:4222":                                     "a:4222",
+	} {
+		if got := config.RedactURLs(in); got != want || strings.Contains(got, "s3c") {
+			t.Errorf("RedactURLs(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -588,3 +588,27 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// Credentials in nats.url appear in no message: not when the broker cannot
+// be reached, not in a config report, not in fleet check.
+func TestNATSCredentialsNeverPrinted(t *testing.T) {
+	const secret = "pw-Zq8xK2vQ"
+	work := t.TempDir()
+	url := fmt.Sprintf("nats://tk:%s@127.0.0.1:1,nats://%s@127.0.0.1:2", secret, secret)
+	cfg := filepath.Join(work, "trailkeeper.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("data_dir: %s\nnats: {url: '%s'}\nhttp: {listen: \"\"}\ncheckpoint: {store: kv}\n", work, url)), 0o600)
+	bad := filepath.Join(work, "bad.yaml")
+	os.WriteFile(bad, []byte(fmt.Sprintf("data_dir: %s\nnats: {url: '%s', sync_interval: often}\n", work, url)), 0o600)
+	for _, args := range [][]string{{"run", "--config", cfg}, {"validate-config", bad}, {"fleet", "check", "-c", cfg}, {"reindex", "--config", cfg}} {
+		out, err := command(t, binary, args...).CombinedOutput()
+		if err == nil {
+			t.Errorf("%v: no error", args)
+		}
+		if strings.Contains(string(out), secret) {
+			t.Errorf("%v printed the password:\n%s", args, out)
+		}
+		if !strings.Contains(string(out), "127.0.0.1") && args[0] == "run" {
+			t.Errorf("%v: the message does not say which server:\n%s", args, out)
+		}
+	}
+}

@@ -65,7 +65,13 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 		return fmt.Errorf("data dir: %w", err)
 	}
 
-	conn, err := connect(ctx, cfg, log, set.NATSOptions...)
+	// A reconnect wakes every publish and cursor save waiting out a
+	// back-off, so that a broker restart costs seconds, not minutes.
+	reconnected := pipeline.NewWake()
+	conn, err := connect(ctx, cfg, log, append([]nats.Option{nats.ReconnectHandler(func(nc *nats.Conn) {
+		log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
+		reconnected.Fire()
+	})}, set.NATSOptions...)...)
 	if err != nil {
 		return err
 	}
@@ -177,6 +183,7 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 				RetryInitial:    cfg.Pipeline.RetryInitial,
 				RetryMax:        cfg.Pipeline.RetryMax,
 				ShutdownTimeout: cfg.Pipeline.ShutdownTimeout,
+				Reconnected:     reconnected,
 			}
 			if !cfg.Fleet.Enabled {
 				p := pipeline.New(set)
@@ -299,17 +306,19 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 			Help: "The last stream sequence archived (its lag is the stream's last sequence minus this).",
 		}, func() float64 { return float64(progress().LastSeq) }))
 	}
+	var lastStreamSeq atomic.Uint64
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "trailkeeper_stream_sequence",
 		Help: "The stream's last sequence, for the archive's and the index's lag.",
 	}, func() float64 {
+		// While NATS is away the last value stands: a drop to 0 would
+		// read as a reset and break every lag computed from it.
 		c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		info, err := stream.Info(c)
-		if err != nil {
-			return 0
+		if info, err := stream.Info(c); err == nil {
+			lastStreamSeq.Store(info.State.LastSeq)
 		}
-		return float64(info.State.LastSeq)
+		return float64(lastStreamSeq.Load())
 	}))
 	driftFindings := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "trailkeeper_drift_findings_total",
@@ -507,7 +516,7 @@ func connect(ctx context.Context, cfg *config.Config, log *slog.Logger, extra ..
 	if cfg.NATS.URL != "" {
 		nc, err := nats.Connect(cfg.NATS.URL, opts...)
 		if err != nil {
-			return nil, fmt.Errorf("connect to NATS %s: %w", cfg.NATS.URL, err)
+			return nil, fmt.Errorf("connect to NATS %s: %w", config.RedactURLs(cfg.NATS.URL), err)
 		}
 		return &natsConn{nc: nc, url: nc.ConnectedUrlRedacted()}, nil
 	}
@@ -566,7 +575,6 @@ func natsOptions(c config.NATS, log *slog.Logger) ([]nats.Option, error) {
 				log.Warn("NATS disconnected", "err", err)
 			}
 		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { log.Warn("NATS error", "err", err) }),
 	}
 	switch {

@@ -61,6 +61,10 @@ type Settings struct {
 	ShutdownTimeout time.Duration
 	Now             func() time.Time // nil: time.Now
 
+	// Reconnected, if set, fires when the NATS connection comes back:
+	// a publish or cursor save waiting out its back-off is retried at once.
+	Reconnected *Wake
+
 	// Gate, if set, is asked before every poll and every cursor save; an
 	// error stops the pipeline at once, without the shutdown grace and
 	// without saving, and Run returns it. A fleet's lease passes while it
@@ -205,7 +209,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}()
 
 	var cursor []byte
-	err := p.retry(ctx, p.m.saveErrors, "load cursor", func() error {
+	err := p.retry(ctx, p.m.saveErrors, "load cursor", true, func() error {
 		var err error
 		cursor, err = p.set.Store.Load(ctx, p.set.Stream.Key)
 		return err
@@ -218,7 +222,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	for ctx.Err() == nil && p.stopped() == nil {
 		var page collectors.Page
 		start := time.Now()
-		err := p.retry(ctx, p.m.pollErrors, "poll", func() error {
+		err := p.retry(ctx, p.m.pollErrors, "poll", false, func() error {
 			if err := p.gate(); err != nil {
 				return err
 			}
@@ -319,7 +323,7 @@ func (p *Pipeline) saveDue(work context.Context, pending []pendingSave, final bo
 		}
 	}
 	cur := pending[n-1].cursor
-	err := p.retry(work, p.m.saveErrors, "save cursor", func() error {
+	err := p.retry(work, p.m.saveErrors, "save cursor", true, func() error {
 		return p.set.Store.Save(work, p.set.Stream.Key, cur)
 	})
 	if err != nil {
@@ -336,7 +340,7 @@ func (p *Pipeline) saveDue(work context.Context, pending []pendingSave, final bo
 // every message is acknowledged or work ends.
 func (p *Pipeline) publishPage(work context.Context, page collectors.Page) error {
 	msgs, events, dead := p.build(page)
-	err := p.retry(work, p.m.pubErrors, "correlate", func() error {
+	err := p.retry(work, p.m.pubErrors, "correlate", true, func() error {
 		return p.set.Correlator.Correlate(work, events)
 	})
 	if err != nil {
@@ -346,7 +350,7 @@ func (p *Pipeline) publishPage(work context.Context, page collectors.Page) error
 		msgs[i].Data = ev.JSON // the correlator may have rewritten it
 	}
 	start := time.Now()
-	err = p.retry(work, p.m.pubErrors, "publish", func() error {
+	err = p.retry(work, p.m.pubErrors, "publish", true, func() error {
 		return p.set.Sink.Publish(work, msgs)
 	})
 	if err != nil {
@@ -448,37 +452,47 @@ func headerValue(s string) string {
 }
 
 // retry runs op until it succeeds or ctx ends, backing off with jitter
-// between attempts; it returns an error only when ctx ended.
-func (p *Pipeline) retry(ctx context.Context, errCounter *prometheus.CounterVec, what string, op func() error) error {
+// between attempts; it returns an error only when ctx ended or the
+// pipeline was stopped. A NATS operation (onNATS) is tried again at once
+// when the connection comes back, rather than after the rest of a back-off
+// that may have grown to minutes during the outage.
+func (p *Pipeline) retry(ctx context.Context, errCounter *prometheus.CounterVec, what string, onNATS bool, op func() error) error {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval, b.MaxInterval = p.set.RetryInitial, p.set.RetryMax
-	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+	b.Reset()
+	for {
+		var wake <-chan struct{}
+		if onNATS && p.set.Reconnected != nil {
+			wake = p.set.Reconnected.C() // before the attempt: a reconnect during it counts
+		}
 		err := op()
-		if err != nil && ctx.Err() != nil {
-			return struct{}{}, backoff.Permanent(ctx.Err())
+		if err == nil {
+			p.setErr(nil)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
 		if errors.Is(err, checkpoint.ErrFenced) {
 			p.stop(err)
 		}
-		if p.stopped() != nil {
-			return struct{}{}, backoff.Permanent(p.stopped())
+		if serr := p.stopped(); serr != nil {
+			return fmt.Errorf("%s: %w", what, serr)
 		}
-		return struct{}{}, err
-	},
-		backoff.WithBackOff(b),
-		backoff.WithMaxElapsedTime(0), // never give up: giving up would skip data
-		backoff.WithNotify(func(err error, next time.Duration) {
-			errCounter.WithLabelValues(p.set.Source).Inc()
-			p.setErr(err)
-			p.log.Warn(what+" failed; retrying on the same cursor", "err", err, "retry_in", next.Round(time.Millisecond))
-		}),
-	)
-	if err != nil {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return err
+		next := b.NextBackOff()
+		errCounter.WithLabelValues(p.set.Source).Inc()
+		p.setErr(err)
+		p.log.Warn(what+" failed; retrying on the same cursor", "err", err, "retry_in", next.Round(time.Millisecond))
+		t := time.NewTimer(next)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		case <-wake:
+			t.Stop()
+			b.Reset()
+			p.log.Info(what + ": NATS is back; retrying now")
 		}
-		return fmt.Errorf("%s: %w", what, err)
 	}
-	p.setErr(nil)
-	return nil
 }

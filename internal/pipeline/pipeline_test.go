@@ -569,3 +569,24 @@ func TestFencedCursorStops(t *testing.T) {
 		t.Errorf("%d polls, want 2", n)
 	}
 }
+
+// A publish waiting out a long back-off (an hour here, as after a long
+// outage) is tried again as soon as the connection is back.
+func TestReconnectCutsTheBackoffShort(t *testing.T) {
+	e := newEnv(t, false) // no stream yet: every publish fails
+	c := &sliceCollector{recs: records(25), pageSize: 10}
+	set := e.settings(c)
+	set.RetryInitial, set.RetryMax = time.Hour, time.Hour
+	wake := pipeline.NewWake()
+	set.Reconnected = wake
+	stop := run(t, pipeline.New(set))
+	eventually(t, "a failed publish", func() bool { return e.m.PublishErrors() >= 1 })
+	createStream(t, e.js)
+	wake.Fire()
+	eventually(t, "cursor 25", func() bool { return e.cursor(t) == "25" })
+	stop()
+	assertOnce(t, e.streamIDs(t), 25)
+	if n := e.m.PublishErrors(); n != 1 {
+		t.Errorf("publish errors = %v, want 1", n)
+	}
+}
