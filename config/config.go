@@ -212,6 +212,18 @@ type HTTP struct {
 	// Listen is not a loopback address: who changed what is sensitive.
 	// The run registry's write API has its own, correlation.api_token.
 	APIToken Secret `yaml:"api_token"`
+	// ReadTimeout bounds reading one request, body included: a client
+	// that sends slowly is cut off then.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds writing one response.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// IdleTimeout closes a kept-alive connection that sends nothing.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxConnections caps the connections served at once; more wait to be
+	// accepted.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxBodyBytes refuses a larger request body (413) before reading it.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 }
 
 // SourceBase is what every source has. Collector configs embed it inline.
@@ -262,10 +274,11 @@ func Default() *Config {
 		Stream:     Stream{Name: "AUDIT", DuplicateWindow: 2 * time.Hour, Replicas: 1},
 		Checkpoint: Checkpoint{Store: "kv", Bucket: "trailkeeper-cursors"},
 		Pipeline:   Pipeline{RetryInitial: time.Second, RetryMax: 5 * time.Minute, ShutdownTimeout: 15 * time.Second},
-		HTTP:       HTTP{Listen: "127.0.0.1:9464"},
-		Correlate:  Correlate{Bucket: "trailkeeper-runs", DriftGrace: 30 * time.Minute},
-		Fleet:      Fleet{LeaseTTL: 15 * time.Second, Bucket: "trailkeeper-fleet"},
-		Archive:    Archive{SegmentBytes: 64 << 20, SegmentAge: time.Minute, S3: ArchiveS3{Mode: "COMPLIANCE", Retention: 7 * 365 * 24 * time.Hour}},
+		HTTP: HTTP{Listen: "127.0.0.1:9464", ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
+			MaxConnections: 256, MaxBodyBytes: 1 << 20},
+		Correlate: Correlate{Bucket: "trailkeeper-runs", DriftGrace: 30 * time.Minute},
+		Fleet:     Fleet{LeaseTTL: 15 * time.Second, Bucket: "trailkeeper-fleet"},
+		Archive:   Archive{SegmentBytes: 64 << 20, SegmentAge: time.Minute, S3: ArchiveS3{Mode: "COMPLIANCE", Retention: 7 * 365 * 24 * time.Hour}},
 	}
 }
 
@@ -513,6 +526,20 @@ func (c *Config) Validate() error {
 		} else if !c.Index.Disabled && c.HTTP.APIToken == "" && !Loopback(host) {
 			bad("http.api_token", "required when http.listen (%s) is not a loopback address: the query API and web page show who changed what", c.HTTP.Listen)
 		}
+	}
+	for _, t := range []struct {
+		path string
+		d    time.Duration
+	}{{"http.read_timeout", c.HTTP.ReadTimeout}, {"http.write_timeout", c.HTTP.WriteTimeout}, {"http.idle_timeout", c.HTTP.IdleTimeout}} {
+		if t.d <= 0 {
+			bad(t.path, "must be positive")
+		}
+	}
+	if c.HTTP.MaxConnections < 1 {
+		bad("http.max_connections", "must be at least 1")
+	}
+	if c.HTTP.MaxBodyBytes < 1 {
+		bad("http.max_body_bytes", "must be at least 1")
 	}
 	if t := c.HTTP.APIToken; t != "" && len(t) < 16 {
 		bad("http.api_token", "must be at least 16 characters")

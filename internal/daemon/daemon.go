@@ -345,7 +345,11 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 	}
 	addrs := Addrs{NATS: conn.url}
 	if cfg.HTTP.Listen != "" {
-		srv, err := httpapi.Listen(cfg.HTTP.Listen, httpapi.Handler(reg, ready, routes...), log)
+		h := cfg.HTTP
+		srv, err := httpapi.Listen(h.Listen, httpapi.Handler(reg, ready, string(h.APIToken), routes...), log, httpapi.Limits{
+			ReadTimeout: h.ReadTimeout, WriteTimeout: h.WriteTimeout, IdleTimeout: h.IdleTimeout,
+			MaxConnections: h.MaxConnections, MaxBodyBytes: h.MaxBodyBytes,
+		})
 		if err != nil {
 			return err
 		}

@@ -72,7 +72,7 @@ func benchIndex(b *testing.B) (*index.Index, int) {
 func BenchmarkOnCall(b *testing.B) {
 	ix, n := benchIndex(b)
 	q := &httpapi.Query{Index: ix}
-	h := httpapi.Handler(prometheus.NewRegistry(), func() ([]string, error) { return nil, nil }, q.Routes()...)
+	h := httpapi.Handler(prometheus.NewRegistry(), func() ([]string, error) { return nil, nil }, "", q.Routes()...)
 	get := func(b *testing.B, path string) {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))

@@ -78,12 +78,7 @@ func (q *Query) auth(h http.Handler, page bool) http.Handler {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok {
-			if c, err := r.Cookie(tokenCookie); err == nil {
-				got, ok = c.Value, true
-			}
-		}
+		got, ok := requestToken(r)
 		if ok && subtle.ConstantTimeCompare([]byte(got), []byte(q.Token)) == 1 {
 			h.ServeHTTP(w, r)
 			return
@@ -95,6 +90,23 @@ func (q *Query) auth(h http.Handler, page bool) http.Handler {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="trailkeeper"`)
 		apiError(w, http.StatusUnauthorized, errors.New("a valid bearer token is required"))
 	})
+}
+
+// requestToken is the bearer token, or the web page's cookie.
+func requestToken(r *http.Request) (string, bool) {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		if c, err := r.Cookie(tokenCookie); err == nil {
+			got, ok = c.Value, true
+		}
+	}
+	return got, ok
+}
+
+// hasToken: the request carries token.
+func hasToken(r *http.Request, token string) bool {
+	got, ok := requestToken(r)
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
 }
 
 // params reads a query string strictly: an unknown parameter is an

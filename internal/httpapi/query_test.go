@@ -286,6 +286,23 @@ func TestQueryAuth(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
+	// After sign-in, only a local path: every form a browser would read
+	// as another host goes to / instead.
+	for next, want := range map[string]string{
+		"/drift?since=7d": "/drift?since=7d", "//evil.example": "/", `/\evil.example`: "/", `/\/evil.example`: "/",
+		"/%2F%2Fevil.example": "/", "/%2fevil.example": "/", "/%5Cevil.example": "/", "/%252F%252Fevil.example": "/",
+		"/\t/evil.example": "/", " //evil.example": "/", "https://evil.example": "/", "javascript:alert(1)": "/",
+		"/x\r\nSet-Cookie: a=b": "/", "": "/",
+	} {
+		resp, err := noFollow.PostForm(env.URL+"/signin", url.Values{"token": {token}, "next": {next}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("Location"); resp.StatusCode != 303 || got != want {
+			t.Errorf("next %q: %d to %q, want %q", next, resp.StatusCode, got, want)
+		}
+	}
 	resp, err = noFollow.PostForm(env.URL+"/signin", url.Values{"token": {"wrong"}, "next": {"//evil.example"}})
 	if err != nil {
 		t.Fatal(err)

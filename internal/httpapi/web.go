@@ -281,7 +281,7 @@ func (q *Query) signIn(w http.ResponseWriter, r *http.Request, tried bool) {
 func (q *Query) signInPost(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 4096)
 	tok, next := r.PostFormValue("token"), r.PostFormValue("next")
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") {
+	if !localPath(next) {
 		next = "/"
 	}
 	if q.Token == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(q.Token)) != 1 {
@@ -291,4 +291,40 @@ func (q *Query) signInPost(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: tokenCookie, Value: tok, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
 		Secure: r.TLS != nil, MaxAge: int((12 * time.Hour).Seconds())})
 	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+// localPath: next is a path on this server, safe to redirect to after
+// sign-in. Browsers read "//host", "/\host" and their encoded or
+// whitespace-padded forms as another host, so anything but a plain
+// absolute path is refused.
+func localPath(next string) bool {
+	if !strings.HasPrefix(next, "/") || len(next) > 2048 {
+		return false
+	}
+	for _, c := range next {
+		if c < 0x20 || c == 0x7f || c == '\\' {
+			return false // control characters, tabs, newlines; backslashes
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
+		return false
+	}
+	// Decoded, the path must not start a network path either (%2F%2F,
+	// %5C, or doubly encoded).
+	p := u.Path
+	for range 3 {
+		if strings.HasPrefix(p, "//") || strings.Contains(p, "\\") {
+			return false
+		}
+		d, err := url.PathUnescape(p)
+		if err != nil {
+			return false
+		}
+		if d == p {
+			break
+		}
+		p = d
+	}
+	return true
 }

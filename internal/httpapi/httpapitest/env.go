@@ -95,7 +95,7 @@ func Start(t testing.TB, n int, token string) *Env {
 		t.Fatal(err)
 	}
 	env.Query = &httpapi.Query{Index: ix, Runs: runs, Events: stream, Archive: store, Token: token, Now: func() time.Time { return Now(n) }}
-	srv := httptest.NewServer(httpapi.Handler(prometheus.NewRegistry(), func() ([]string, error) { return nil, nil }, env.Query.Routes()...))
+	srv := httptest.NewServer(httpapi.Handler(prometheus.NewRegistry(), func() ([]string, error) { return nil, nil }, "", env.Query.Routes()...))
 	t.Cleanup(srv.Close)
 	env.URL = srv.URL
 	return env
