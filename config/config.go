@@ -33,7 +33,20 @@ type Config struct {
 	Correlate  Correlate  `yaml:"correlation"`
 	Index      Index      `yaml:"index"`
 	Fleet      Fleet      `yaml:"fleet"`
+	Disk       Disk       `yaml:"disk"`
 	Sources    []Source   `yaml:"sources"`
+}
+
+// Disk guards the folders the daemon writes to (data_dir, the archive's
+// dir, checkpoint.dir, index.path): while one has less than MinFree, no
+// new page is taken (the one in flight finishes), /readyz says "disk
+// full: <path>", and ingestion resumes by itself once space is freed.
+type Disk struct {
+	// MinFree in bytes; below it a folder counts as full. It leaves room
+	// for the page in flight, the broker's and the index's own writes.
+	MinFree int64 `yaml:"min_free"`
+	// CheckInterval is how often free space is read.
+	CheckInterval time.Duration `yaml:"check_interval"`
 }
 
 // Fleet runs several daemons against one NATS cluster: each source stream
@@ -165,6 +178,11 @@ type Embedded struct {
 	SyncAlways bool `yaml:"sync_always"`
 	// MaxPayload is the largest message the server accepts.
 	MaxPayload int32 `yaml:"max_payload"`
+	// MaxStore caps the bytes JetStream may store, in bytes. It is set,
+	// not taken from the free space at start (nats-server's default,
+	// which freezes a momentary figure); disk.min_free pauses ingestion
+	// before the disk itself fills.
+	MaxStore int64 `yaml:"max_store"`
 }
 
 // Stream configures the JetStream stream that holds everything.
@@ -268,7 +286,7 @@ func Default() *Config {
 		DataDir: "./data",
 		Log:     Log{Level: "info", Format: "text"},
 		NATS: NATS{
-			Embedded:     Embedded{Host: "127.0.0.1", Port: 4222, MaxPayload: 8 << 20},
+			Embedded:     Embedded{Host: "127.0.0.1", Port: 4222, MaxPayload: 8 << 20, MaxStore: 1 << 40},
 			SyncInterval: time.Second,
 		},
 		Stream:     Stream{Name: "AUDIT", DuplicateWindow: 2 * time.Hour, Replicas: 1},
@@ -278,6 +296,7 @@ func Default() *Config {
 			MaxConnections: 256, MaxBodyBytes: 1 << 20},
 		Correlate: Correlate{Bucket: "trailkeeper-runs", DriftGrace: 30 * time.Minute},
 		Fleet:     Fleet{LeaseTTL: 15 * time.Second, Bucket: "trailkeeper-fleet"},
+		Disk:      Disk{MinFree: 256 << 20, CheckInterval: 2 * time.Second},
 		Archive:   Archive{SegmentBytes: 64 << 20, SegmentAge: time.Minute, S3: ArchiveS3{Mode: "COMPLIANCE", Retention: 7 * 365 * 24 * time.Hour}},
 	}
 }
@@ -534,6 +553,15 @@ func (c *Config) Validate() error {
 		if t.d <= 0 {
 			bad(t.path, "must be positive")
 		}
+	}
+	if c.Disk.MinFree < 0 {
+		bad("disk.min_free", "must not be negative")
+	}
+	if c.Disk.CheckInterval <= 0 {
+		bad("disk.check_interval", "must be positive")
+	}
+	if c.NATS.Embedded.MaxStore < 1<<20 {
+		bad("nats.embedded.max_store", "must be at least 1 MiB (1048576)")
 	}
 	if c.HTTP.MaxConnections < 1 {
 		bad("http.max_connections", "must be at least 1")

@@ -244,18 +244,7 @@ func connect(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
 // exactly once.
 func TestKillMidIngestionLosesAndDuplicatesNothing(t *testing.T) {
 	work := t.TempDir()
-	data := filepath.Join(work, "in")
-	copyTree(t, "../../examples/data", data)
-	// Bulk, so that the kill lands mid-way: 20k distinct records in one
-	// export besides the samples.
-	var bulk bytes.Buffer
-	for i := range 20000 {
-		fmt.Fprintf(&bulk, `{"eventVersion":"1.08","eventID":"bulk-%06d","eventTime":"2024-03-01T10:%02d:%02dZ","eventSource":"ec2.amazonaws.com","eventName":"RunInstances","recipientAccountId":"210987654321","awsRegion":"eu-west-1"}`+"\n", i, i/60%60, i%60)
-	}
-	os.WriteFile(filepath.Join(data, "bulk.jsonl"), bulk.Bytes(), 0o644)
-	old := time.Now().Add(-time.Hour)
-	filepath.Walk(data, func(p string, fi os.FileInfo, _ error) error { return os.Chtimes(p, old, old) })
-	want := expectedIDs(t, data)
+	data, want := bulkInput(t, work)
 
 	port := freePort(t)
 	cfgFile := filepath.Join(work, "trailkeeper.yaml")
@@ -340,52 +329,8 @@ sources:
 	}
 	t.Logf("complete %s after the restart", time.Since(restarted).Round(time.Millisecond))
 
-	// Every message id once, and exactly the expected ones.
-	ctx := context.Background()
-	st, err := js.Stream(ctx, "AUDIT")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]int{}
-	events := 0
-	total := streamMsgs(js)
-	for read := uint64(0); read < total; {
-		batch, err := cons.Fetch(int(min(1000, total-read)), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for m := range batch.Messages() {
-			got[m.Headers().Get("Nats-Msg-Id")]++
-			read++
-			if !strings.HasPrefix(m.Subject(), "audit.deadletter.") {
-				events++
-			}
-		}
-		if batch.Error() != nil {
-			t.Fatal(batch.Error())
-		}
-	}
+	total, events := checkStreamOnce(t, js, want)
 	t.Logf("read back after %s", time.Since(restarted).Round(time.Millisecond))
-	for id, n := range got {
-		if n > 1 {
-			t.Errorf("%s stored %d times", id, n)
-		}
-		if !want[id] {
-			t.Errorf("unexpected id %s", id)
-		}
-	}
-	for id := range want {
-		if got[id] == 0 {
-			t.Errorf("lost %s", id)
-		}
-	}
-	if total != uint64(len(want)) {
-		t.Errorf("stream holds %d messages, want %d", total, len(want))
-	}
 	checkArchive(t, filepath.Join(work, "archive"), filepath.Join(work, "data", "archive.key.pub"), total)
 
 	// The change index was killed twice mid-stream too: once the daemon
@@ -407,6 +352,85 @@ sources:
 	if rebuilt := indexUIDs(t, indexPath); !slices.Equal(rebuilt, followed) {
 		t.Errorf("reindex from the archive: %d changes, the followed index %d", len(rebuilt), len(followed))
 	}
+}
+
+// bulkInput is the sample data and, so that a kill or a full disk lands
+// mid-way, 20k distinct records in one export, under work/in; want is
+// every message id the stream must end up with.
+func bulkInput(t *testing.T, work string) (string, map[string]bool) {
+	return bulkRecords(t, work, 20000)
+}
+
+// bulkRecords is bulkInput with n generated records, 20k to a file.
+func bulkRecords(t *testing.T, work string, n int) (string, map[string]bool) {
+	t.Helper()
+	data := filepath.Join(work, "in")
+	copyTree(t, "../../examples/data", data)
+	for f := 0; f*20000 < n; f++ {
+		var bulk bytes.Buffer
+		for i := f * 20000; i < min(n, (f+1)*20000); i++ {
+			fmt.Fprintf(&bulk, `{"eventVersion":"1.08","eventID":"bulk-%07d","eventTime":"2024-03-01T%02d:%02d:%02dZ","eventSource":"ec2.amazonaws.com","eventName":"RunInstances","recipientAccountId":"210987654321","awsRegion":"eu-west-1"}`+"\n", i, 10+i/3600%10, i/60%60, i%60)
+		}
+		name := "bulk.jsonl"
+		if f > 0 {
+			name = fmt.Sprintf("bulk-%02d.jsonl", f)
+		}
+		os.WriteFile(filepath.Join(data, name), bulk.Bytes(), 0o644)
+	}
+	old := time.Now().Add(-time.Hour)
+	filepath.Walk(data, func(p string, fi os.FileInfo, _ error) error { return os.Chtimes(p, old, old) })
+	return data, expectedIDs(t, data)
+}
+
+// checkStreamOnce reads the whole stream back: every message id of want
+// once, and nothing else. It returns the messages and the events (all
+// but dead letters) read.
+func checkStreamOnce(t *testing.T, js jetstream.JetStream, want map[string]bool) (total uint64, events int) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := js.Stream(ctx, "AUDIT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	total = streamMsgs(js)
+	for read := uint64(0); read < total; {
+		batch, err := cons.Fetch(int(min(1000, total-read)), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			got[m.Headers().Get("Nats-Msg-Id")]++
+			read++
+			if !strings.HasPrefix(m.Subject(), "audit.deadletter.") {
+				events++
+			}
+		}
+		if batch.Error() != nil {
+			t.Fatal(batch.Error())
+		}
+	}
+	for id, n := range got {
+		if n > 1 {
+			t.Errorf("%s stored %d times", id, n)
+		}
+		if !want[id] {
+			t.Errorf("unexpected id %s", id)
+		}
+	}
+	for id := range want {
+		if got[id] == 0 {
+			t.Errorf("lost %s", id)
+		}
+	}
+	if total != uint64(len(want)) {
+		t.Errorf("stream holds %d messages, want %d", total, len(want))
+	}
+	return total, events
 }
 
 // waitIndexed waits until the index at path has applied seq.

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,7 @@ import (
 	"github.com/trailkeeper/trailkeeper/config"
 	"github.com/trailkeeper/trailkeeper/internal/checkpoint"
 	"github.com/trailkeeper/trailkeeper/internal/correlate"
+	"github.com/trailkeeper/trailkeeper/internal/diskguard"
 	"github.com/trailkeeper/trailkeeper/internal/embednats"
 	"github.com/trailkeeper/trailkeeper/internal/fleet"
 	"github.com/trailkeeper/trailkeeper/internal/httpapi"
@@ -153,6 +155,17 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 	if s := cfg.Correlate.HCPWebhookSecret; s != "" {
 		routes = append(routes, httpapi.Route{Pattern: "POST /v1/webhooks/hcp-terraform", Handler: correlate.HCPWebhook(runs, string(s))})
 	}
+	// A full disk pauses ingestion (no new page) until space is freed.
+	guard := diskguard.New(diskguard.Settings{Dirs: diskDirs(cfg), MinFree: uint64(cfg.Disk.MinFree), Every: cfg.Disk.CheckInterval,
+		Logger: log, Registerer: reg, Recover: func() {
+			if e := conn.embedded; e != nil {
+				if did, err := e.RecoverJetStream(); err != nil {
+					log.Error("could not restart the embedded broker's JetStream after a full disk", "err", err)
+				} else if did {
+					log.Warn("restarted the embedded broker's JetStream, which a full disk had broken")
+				}
+			}
+		}})
 	health := &tkcollectors.Health{}
 	var units []fleet.Unit // one per source stream, for the fleet
 	var closers []tkcollectors.Collector
@@ -184,6 +197,7 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 				RetryMax:        cfg.Pipeline.RetryMax,
 				ShutdownTimeout: cfg.Pipeline.ShutdownTimeout,
 				Reconnected:     reconnected,
+				Hold:            guard.Wait,
 			}
 			if !cfg.Fleet.Enabled {
 				p := pipeline.New(set)
@@ -225,6 +239,9 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 				errs = append(errs, fmt.Errorf("failing since %s: %w", st.FailingSince.Format(time.RFC3339), st.LastError))
 			}
 		}
+		if err := guard.Problem(); err != nil {
+			errs = append(errs, err)
+		}
 		if archiving != nil {
 			var p worm.Progress
 			if a := archiver.Load(); a != nil {
@@ -252,6 +269,7 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 			return worm.NewArchiver(ctx, worm.Settings{
 				JS: js, NC: conn.nc, Stream: cfg.Stream.Name, Store: archive,
 				Signer: signer, Origin: signer.Name(), SegmentBytes: a.SegmentBytes, SegmentAge: a.SegmentAge, Logger: log,
+				Settle: checkpointDelay,
 			})
 		}
 		archiving = newArchiveRunner(reg, log, newArchiver, func(a *worm.Archiver) { archiver.Store(a) })
@@ -327,6 +345,7 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 	reg.MustRegister(driftFindings)
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return guard.Run(gctx) })
 	if firstArchiver != nil {
 		g.Go(func() error { return archiving.Run(gctx, firstArchiver) })
 	}
@@ -490,6 +509,24 @@ func openArchiveStore(ctx context.Context, cfg *config.Config) (worm.Store, erro
 	return worm.DirStore{Root: string(a.Dir)}, nil
 }
 
+// diskDirs are the folders the daemon writes to.
+func diskDirs(cfg *config.Config) []string {
+	dirs := []string{string(cfg.DataDir)}
+	add := func(d string) {
+		if d != "" && !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
+	add(string(cfg.Archive.Dir))
+	if cfg.Checkpoint.Store == "file" {
+		add(string(cfg.Checkpoint.Dir))
+	}
+	if !cfg.Index.Disabled {
+		add(filepath.Dir(cfg.IndexPath()))
+	}
+	return dirs
+}
+
 // openStore opens a file or memory cursor store (the kv store is opened
 // with the layout).
 func openStore(cfg *config.Config) (checkpoint.Store, error) {
@@ -532,6 +569,7 @@ func connect(ctx context.Context, cfg *config.Config, log *slog.Logger, extra ..
 		SyncInterval: cfg.NATS.SyncInterval,
 		SyncAlways:   e.SyncAlways,
 		MaxPayload:   e.MaxPayload,
+		MaxStore:     e.MaxStore,
 		Logger:       log,
 	})
 	if err != nil {

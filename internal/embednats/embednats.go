@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -28,6 +29,9 @@ type Settings struct {
 	SyncInterval time.Duration
 	SyncAlways   bool
 	MaxPayload   int32
+	// MaxStore caps JetStream's file store; 0 lets nats-server take 75%
+	// of the disk's free space at start (tests only: the daemon sets it).
+	MaxStore int64
 	// ServerName defaults to "trailkeeper".
 	ServerName string
 	// Logger receives the server's notices and errors; nil discards them.
@@ -51,7 +55,9 @@ type Cluster struct {
 
 // Server is a running embedded nats-server.
 type Server struct {
-	ns *server.Server
+	ns      *server.Server
+	set     Settings
+	noSpace *atomic.Bool // a store write failed for lack of space
 }
 
 // Start runs the server and waits until it accepts connections.
@@ -69,6 +75,7 @@ func Start(ctx context.Context, s Settings) (*Server, error) {
 		SyncInterval:          s.SyncInterval,
 		SyncAlways:            s.SyncAlways,
 		MaxPayload:            s.MaxPayload,
+		JetStreamMaxStore:     s.MaxStore,
 		NoSigs:                true, // the daemon owns the signals
 		NoSystemAccount:       true,
 		DisableShortFirstPing: true,
@@ -89,9 +96,12 @@ func Start(ctx context.Context, s Settings) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
-	if s.Logger != nil {
-		ns.SetLoggerV2(&logAdapter{l: s.Logger.With("component", "nats-server")}, false, false, false)
+	log := s.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
+	noSpace := &atomic.Bool{}
+	ns.SetLoggerV2(&logAdapter{l: log.With("component", "nats-server"), noSpace: noSpace}, false, false, false)
 	ns.Start()
 	timeout := s.ReadyTimeout
 	if timeout == 0 {
@@ -105,7 +115,30 @@ func Start(ctx context.Context, s Settings) (*Server, error) {
 		ns.WaitForShutdown()
 		return nil, fmt.Errorf("embedded nats: not ready after %s", timeout)
 	}
-	return &Server{ns: ns}, nil
+	return &Server{ns: ns, set: s, noSpace: noSpace}, nil
+}
+
+// RecoverJetStream starts JetStream again, from the same store, when a
+// full disk broke it: nats-server switches JetStream off, or a stream's
+// file store keeps its first "no space left" write error and fails every
+// later write until it is reopened. Streams, consumers and positions come
+// back as after a restart. It does nothing when no write failed.
+func (s *Server) RecoverJetStream() (bool, error) {
+	enabled := s.ns.JetStreamEnabled()
+	if enabled && !s.noSpace.Swap(false) {
+		return false, nil
+	}
+	if enabled {
+		if err := s.ns.DisableJetStream(); err != nil {
+			return false, fmt.Errorf("embedded nats: stop JetStream: %w", err)
+		}
+	}
+	// MaxMemory 0: nats-server picks it as at start.
+	cfg := &server.JetStreamConfig{StoreDir: s.set.StoreDir, MaxStore: s.set.MaxStore, SyncInterval: s.set.SyncInterval, SyncAlways: s.set.SyncAlways}
+	if err := s.ns.EnableJetStream(cfg); err != nil && !s.ns.JetStreamEnabled() {
+		return false, fmt.Errorf("embedded nats: start JetStream again: %w", err)
+	}
+	return true, nil
 }
 
 // Connect opens an in-process connection (no socket).
@@ -129,11 +162,22 @@ func (s *Server) Shutdown() {
 	s.ns.WaitForShutdown()
 }
 
-type logAdapter struct{ l *slog.Logger }
+// logAdapter forwards nats-server's log, and notes the write errors a
+// full disk causes (nats-server reports them only there).
+type logAdapter struct {
+	l       *slog.Logger
+	noSpace *atomic.Bool
+}
 
 func (a *logAdapter) Noticef(f string, v ...any) { a.l.Debug(fmt.Sprintf(f, v...)) }
 func (a *logAdapter) Warnf(f string, v ...any)   { a.l.Warn(fmt.Sprintf(f, v...)) }
 func (a *logAdapter) Fatalf(f string, v ...any)  { a.l.Error(fmt.Sprintf(f, v...)) }
-func (a *logAdapter) Errorf(f string, v ...any)  { a.l.Error(fmt.Sprintf(f, v...)) }
+func (a *logAdapter) Errorf(f string, v ...any) {
+	msg := fmt.Sprintf(f, v...)
+	if strings.Contains(msg, "no space left on device") {
+		a.noSpace.Store(true)
+	}
+	a.l.Error(msg)
+}
 func (a *logAdapter) Debugf(f string, v ...any)  { a.l.Debug(fmt.Sprintf(f, v...)) }
 func (a *logAdapter) Tracef(f string, v ...any)  { a.l.Debug(fmt.Sprintf(f, v...)) }

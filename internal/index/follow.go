@@ -60,19 +60,35 @@ func (f *Follower) defaults() {
 }
 
 // Run indexes until ctx ends; it returns nil then, whatever it was doing.
+// A failure (a full disk, NATS away) is retried with back-off from the
+// index's own last sequence, as after a restart: the index is a view the
+// daemon must not stop for.
 func (f *Follower) Run(ctx context.Context) error {
+	backoff := time.Second
 	for {
+		started := time.Now()
 		err := f.run(ctx, false)
 		if ctx.Err() != nil {
 			return nil
 		}
 		var gone *tkjs.GoneError
-		if !errors.As(err, &gone) {
-			return err
+		if errors.As(err, &gone) {
+			// Aged out of the stream before the index read it: start
+			// again from the archive (which may hold it) and the stream's
+			// new start.
+			f.Logger.Error("index: a sequence is gone from the stream before it was indexed; following again from the archive and the stream's first sequence (reindex --from-archive fills what the archive holds)", "err", err)
+			continue
 		}
-		// Aged out of the stream before the index read it: start again
-		// from the archive (which may hold it) and the stream's new start.
-		f.Logger.Error("index: a sequence is gone from the stream before it was indexed; following again from the archive and the stream's first sequence (reindex --from-archive fills what the archive holds)", "err", err)
+		if time.Since(started) > time.Minute {
+			backoff = time.Second // it ran a while: a new failure
+		}
+		f.Logger.Error("index: following failed; retrying from the index's last sequence", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
 	}
 }
 

@@ -65,6 +65,11 @@ type Settings struct {
 	// a publish or cursor save waiting out its back-off is retried at once.
 	Reconnected *Wake
 
+	// Hold, if set, is waited on before every poll: while it blocks (a
+	// full disk) no new page is taken. It returns an error only when its
+	// context ends.
+	Hold func(context.Context) error
+
 	// Gate, if set, is asked before every poll and every cursor save; an
 	// error stops the pipeline at once, without the shutdown grace and
 	// without saving, and Run returns it. A fleet's lease passes while it
@@ -220,6 +225,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 
 	var pending []pendingSave
 	for ctx.Err() == nil && p.stopped() == nil {
+		if p.set.Hold != nil {
+			if err := p.set.Hold(ctx); err != nil {
+				break // stopped while held
+			}
+		}
 		var page collectors.Page
 		start := time.Now()
 		err := p.retry(ctx, p.m.pollErrors, "poll", false, func() error {

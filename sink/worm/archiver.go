@@ -38,6 +38,13 @@ type Settings struct {
 	// SegmentAge, and at a UTC day boundary.
 	SegmentBytes int
 	SegmentAge   time.Duration
+	// Settle is how long a message must have been in the stream before
+	// the segment holding it is stored: the broker's fsync interval. A
+	// broker that dies before it synced a message gives its sequence to
+	// another one when it comes back; an archive that had taken it would
+	// then hold a message the stream lost, and miss the one that took its
+	// place.
+	Settle time.Duration
 	// IdleCheckpoint re-publishes the newest checkpoint when nothing was
 	// archived for that long.
 	IdleCheckpoint time.Duration
@@ -68,6 +75,7 @@ type Archiver struct {
 	order    tkjs.InOrder
 	buf      bytes.Buffer    // lines of the open segment
 	buffered int             // how many
+	newestAt time.Time       // when the stream stored the newest of them
 	pending  []jetstream.Msg // their deliveries, acknowledged once stored (gap fills have none)
 	segDay   time.Time
 	segAt    time.Time
@@ -357,6 +365,7 @@ func (a *Archiver) addMsg(ctx context.Context, m tkjs.StreamMsg) error {
 	a.buf.Write(line)
 	a.buf.WriteByte('\n')
 	a.buffered++
+	a.newestAt = m.Time
 	if m.Msg != nil {
 		a.pending = append(a.pending, m.Msg)
 	}
@@ -369,6 +378,17 @@ func (a *Archiver) addMsg(ctx context.Context, m tkjs.StreamMsg) error {
 
 // flush stores the open segment, commits it and acknowledges its messages.
 func (a *Archiver) flush(ctx context.Context) error {
+	// The stream's own timestamp: a backlog is archived without waiting,
+	// only the newest messages wait out the broker's sync.
+	if wait := a.set.Settle - time.Since(a.newestAt); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 	content := bytes.Clone(a.buf.Bytes())
 	lines := bytes.Split(bytes.TrimSuffix(content, []byte{'\n'}), []byte{'\n'})
 	last := a.first + int64(len(lines)) - 1
