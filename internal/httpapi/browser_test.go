@@ -54,12 +54,12 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
-// artifacts is where screenshots go: $TRAILKEEPER_ARTIFACTS, else
-// .artifacts/browser at the repository's root.
+// artifacts is where screenshots go: $TRAILKEEPER_ARTIFACTS/browser (CI
+// sets it, to keep them), else the test's temporary folder.
 func artifacts(t *testing.T) string {
 	dir := os.Getenv("TRAILKEEPER_ARTIFACTS")
 	if dir == "" {
-		dir = filepath.Join("..", "..", ".artifacts")
+		dir = t.TempDir()
 	}
 	dir = filepath.Join(dir, "browser")
 	if err := os.MkdirAll(dir, 0o755); err != nil {

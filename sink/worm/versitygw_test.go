@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -63,6 +64,9 @@ func versitygw(t *testing.T) (*s3.Client, string) {
 	cmd := exec.Command(bin, "--access", "AKID", "--secret", "secret", "--port", addr,
 		"posix", "--versioning-dir", versions, "--sidecar", t.TempDir(), root)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	// It dies with the test process, even one a timeout kills before its
+	// cleanups run.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

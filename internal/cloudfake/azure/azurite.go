@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"syscall"
 	"time"
 )
 
@@ -51,6 +52,9 @@ func StartAzurite(t testing.TB) string {
 	cmd := exec.Command(bin, "--blobHost", "127.0.0.1", "--blobPort", fmt.Sprint(port), "--location", t.TempDir(),
 		"--silent", "--skipApiVersionCheck", "--loose")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	// It dies with the test process, even one a timeout kills before its
+	// cleanups run.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start Azurite: %v", err)
 	}
