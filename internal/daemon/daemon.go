@@ -70,7 +70,7 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 	// A reconnect wakes every publish and cursor save waiting out a
 	// back-off, so that a broker restart costs seconds, not minutes.
 	reconnected := pipeline.NewWake()
-	conn, err := connect(ctx, cfg, log, append([]nats.Option{nats.ReconnectHandler(func(nc *nats.Conn) {
+	conn, err := connectPatiently(ctx, cfg, log, append([]nats.Option{nats.ReconnectHandler(func(nc *nats.Conn) {
 		log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
 		reconnected.Fire()
 	})}, set.NATSOptions...)...)
@@ -581,6 +581,26 @@ func connect(ctx context.Context, cfg *config.Config, log *slog.Logger, extra ..
 		return nil, fmt.Errorf("connect to embedded NATS: %w", err)
 	}
 	return &natsConn{nc: nc, embedded: srv, url: srv.ClientURL()}, nil
+}
+
+// connectPatiently is connect for the daemon: an external broker that is
+// not up yet (restarting, or started after the daemon) is waited for, as
+// a reconnect would wait for it; a refusal (credentials, TLS) is final.
+func connectPatiently(ctx context.Context, cfg *config.Config, log *slog.Logger, extra ...nats.Option) (*natsConn, error) {
+	wait := time.Second
+	for {
+		conn, err := connect(ctx, cfg, log, extra...)
+		if err == nil || cfg.NATS.URL == "" || !errors.Is(err, nats.ErrNoServers) {
+			return conn, err
+		}
+		log.Warn("NATS is not reachable yet; waiting for it", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
 }
 
 // close drains the connection (pending acks and publishes complete), then

@@ -188,11 +188,30 @@ func (l *Lease) Renew(ctx context.Context) error {
 
 // Release drops the lease, if it is still this holder's, so that another
 // daemon can take it at once.
+//
+// A renewal whose reply was lost (its context ended while it was in
+// flight: a stop) moved the revision without this Lease knowing; the entry
+// is then read again, and purged at its revision if it still names this
+// holder, which is unique to this process.
 func (l *Lease) Release(ctx context.Context) error {
 	l.expire()
-	err := l.m.kv.Purge(ctx, l.Key, jetstream.LastRevision(l.Revision))
-	if err != nil && !tkjs.WrongRevision(err) && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("lease %s: release: %w", l.Key, err)
+	rev := l.Revision
+	for range 2 {
+		err := l.m.kv.Purge(ctx, l.Key, jetstream.LastRevision(rev))
+		if err == nil || errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil
+		}
+		if !tkjs.WrongRevision(err) {
+			return fmt.Errorf("lease %s: release: %w", l.Key, err)
+		}
+		e, ok, gerr := l.m.Get(ctx, l.Key)
+		if gerr != nil {
+			return fmt.Errorf("lease %s: release: %w", l.Key, gerr)
+		}
+		if !ok || e.Holder != l.m.holder || e.Revision == rev {
+			return nil // another holder's now: not ours to drop
+		}
+		rev = e.Revision
 	}
 	return nil
 }

@@ -215,3 +215,43 @@ func BenchmarkRenew(b *testing.B) {
 		}
 	})
 }
+
+// A stop that cancels a renewal in flight can lose its reply after the
+// server applied it: the lease's revision moved without the holder
+// knowing. Release still drops it (it still names this holder), so the
+// next daemon need not wait out the TTL; another holder's lease it leaves.
+func TestReleaseAfterALostRenewalReply(t *testing.T) {
+	ctx := context.Background()
+	_, _, js := embednatstest.Start(t)
+	kv, err := tkjs.EnsureKV(ctx, js, tkjs.KVConfig{Bucket: "leases", TTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := lease.New(kv, "a", ttl)
+	b, _ := lease.New(kv, "b", ttl)
+	l, err := a.Acquire(ctx, "solo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The server applies a renewal whose reply never arrives.
+	e, _ := kv.Get(ctx, "solo")
+	if _, err := kv.Update(ctx, "solo", e.Value(), e.Revision()); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := a.Get(ctx, "solo"); ok {
+		t.Fatal("the lease is still held after its release")
+	}
+	lb, err := b.Acquire(ctx, "solo")
+	if err != nil {
+		t.Fatalf("b could not take the released lease: %v", err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if e, ok, _ := b.Get(ctx, "solo"); !ok || e.Holder != "b" || e.Revision != lb.Revision {
+		t.Errorf("a's late release dropped b's lease: %+v %v", e, ok)
+	}
+}
