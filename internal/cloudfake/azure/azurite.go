@@ -8,8 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
-	"testing"
 	"syscall"
+	"testing"
 	"time"
 )
 
