@@ -6,6 +6,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -393,7 +395,11 @@ func Run(ctx context.Context, cfg *config.Config, set Settings) error {
 		set.OnReady(addrs)
 	}
 	err = g.Wait()
-	log.Info("trailkeeper stopping")
+	if err != nil && ctx.Err() == nil {
+		log.Error("trailkeeper stopping on an error", "err", err)
+	} else {
+		log.Info("trailkeeper stopping")
+	}
 	for _, c := range closers {
 		if c, ok := c.(io.Closer); ok {
 			if cerr := c.Close(); cerr != nil {
@@ -590,7 +596,7 @@ func connectPatiently(ctx context.Context, cfg *config.Config, log *slog.Logger,
 	wait := time.Second
 	for {
 		conn, err := connect(ctx, cfg, log, extra...)
-		if err == nil || cfg.NATS.URL == "" || !errors.Is(err, nats.ErrNoServers) {
+		if err == nil || cfg.NATS.URL == "" || refused(err) {
 			return conn, err
 		}
 		log.Warn("NATS is not reachable yet; waiting for it", "err", err, "retry_in", wait)
@@ -601,6 +607,19 @@ func connectPatiently(ctx context.Context, cfg *config.Config, log *slog.Logger,
 		}
 		wait = min(2*wait, 10*time.Second)
 	}
+}
+
+// refused: the broker answered and said no (credentials, TLS), which no
+// wait fixes; anything else (refused connections, a broker going down
+// mid-handshake: EOF) is weather.
+func refused(err error) bool {
+	var x509err x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var certErr x509.CertificateInvalidError
+	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) ||
+		errors.Is(err, nats.ErrNkeysNotSupported) || errors.Is(err, nats.ErrSecureConnRequired) || errors.Is(err, nats.ErrSecureConnWanted) ||
+		errors.As(err, &x509err) || errors.As(err, &hostErr) || errors.As(err, &certErr) ||
+		strings.Contains(err.Error(), "Authorization Violation")
 }
 
 // close drains the connection (pending acks and publishes complete), then

@@ -147,6 +147,11 @@ sources:
 	d.cancel = cancel
 	ready := make(chan daemon.Addrs, 1)
 	go func() {
+		defer func() {
+			if ctx.Err() == nil {
+				t.Errorf("%s stopped by itself", name)
+			}
+		}()
 		d.done <- daemon.Run(ctx, cfg, daemon.Settings{
 			Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})).With("daemon", name),
 			Registry:    registry.Default,
