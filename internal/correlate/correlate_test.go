@@ -430,7 +430,7 @@ func TestRegistryWatchSeesOtherDaemons(t *testing.T) {
 	if err := a.Put(ctx, Run{Key: "github:acme/infra:1:1", Tool: "terraform", StartedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.SetState(ctx, "acme/prod", []string{"arn:aws:s3:::bucket-a"}); err != nil {
+	if err := a.SetState(ctx, "acme/prod", State{IDs: []string{"arn:aws:s3:::bucket-a"}}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -445,5 +445,72 @@ func TestRegistryWatchSeesOtherDaemons(t *testing.T) {
 			t.Fatalf("the other daemon's registry: run stored before its watch %v, run %v, state %v", gap, run, managed)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A plan's creates have no cloud id before apply. What the run reports
+// afterwards names them: the apply log's apply_complete id_value (the
+// Terraform and OpenTofu machine-readable UI), the state posted after the
+// run (by resource address), and for GCP and Azure the name the plan
+// gives. A change by the run to a resource it planned to create is
+// planned; one to anything else is not.
+func TestPlannedCreatesInThreeClouds(t *testing.T) {
+	reg := registry(t)
+	srv := httptest.NewServer(Handler(reg, "s3cret-s3cret-s3cret", nil))
+	defer srv.Close()
+	post := func(path, body string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer s3cret-s3cret-s3cret")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode >= 300 {
+			t.Fatalf("POST %s: %d", path, resp.StatusCode)
+		}
+	}
+	post("/v1/runs", `{"run_key":"gh-90","tool":"terraform","orchestrator":"github","started_at":"2026-11-23T10:00:00Z","scope":{"repo":"acme/infra","workspace":"acme/prod"}}`)
+	// terraform show -json of a plan: every change a create, ids unknown.
+	plan := `{"format_version":"1.2","resource_changes":[
+{"address":"aws_instance.web","type":"aws_instance","change":{"actions":["create"],"before":null,"after":{"ami":"ami-0c55b159cbfafe1f0","instance_type":"t3.micro","tags":{"Name":"web"}},"after_unknown":{"id":true,"arn":true}}},
+{"address":"aws_iam_role.deployer","type":"aws_iam_role","change":{"actions":["create"],"before":null,"after":{"assume_role_policy":"{}"},"after_unknown":{"id":true,"arn":true,"name":true}}},
+{"address":"google_storage_bucket.assets","type":"google_storage_bucket","change":{"actions":["create"],"before":null,"after":{"name":"acme-assets-eu","location":"EU"},"after_unknown":{"id":true,"self_link":true}}},
+{"address":"azurerm_resource_group.app","type":"azurerm_resource_group","change":{"actions":["create"],"before":null,"after":{"name":"rg-app-prod","location":"westeurope"},"after_unknown":{"id":true}}}]}`
+	post("/v1/runs/gh-90/plan", plan)
+	// terraform apply -json: the instance's id arrives with apply_complete.
+	post("/v1/runs/gh-90/apply-log", `{"@level":"info","@message":"aws_instance.web: Creating...","@timestamp":"2026-11-23T10:01:00.000000Z","hook":{"resource":{"addr":"aws_instance.web","module":"","resource":"aws_instance.web","implied_provider":"aws","resource_type":"aws_instance","resource_name":"web","resource_key":null},"action":"create"},"type":"apply_start"}
+{"@level":"info","@message":"aws_instance.web: Creation complete after 32s [id=i-0a1b2c3d4e5f60718]","@timestamp":"2026-11-23T10:01:32.000000Z","hook":{"resource":{"addr":"aws_instance.web","module":"","resource":"aws_instance.web","implied_provider":"aws","resource_type":"aws_instance","resource_name":"web","resource_key":null},"action":"create","id_key":"id","id_value":"i-0a1b2c3d4e5f60718","elapsed_seconds":32},"type":"apply_complete"}`)
+	// The state posted after the run knows the role, which the apply log
+	// (cut short here) did not report.
+	post("/v1/state?workspace=acme/prod", `{"format_version":"1.0","values":{"root_module":{"resources":[
+{"address":"aws_instance.web","type":"aws_instance","values":{"id":"i-0a1b2c3d4e5f60718","arn":"arn:aws:ec2:eu-west-1:111122223333:instance/i-0a1b2c3d4e5f60718"}},
+{"address":"aws_iam_role.deployer","type":"aws_iam_role","values":{"id":"deployer-20261123","arn":"arn:aws:iam::111122223333:role/deployer-20261123","name":"deployer-20261123"}}]}}}`)
+	run, ok := reg.Get("gh-90")
+	if !ok {
+		t.Fatal("no run")
+	}
+	for _, tc := range []struct {
+		name, uid, want string
+	}{
+		{"aws instance, by the apply log's id", "arn:aws:ec2:eu-west-1:111122223333:instance/i-0a1b2c3d4e5f60718", "aws_instance.web"},
+		{"aws instance, bare id", "i-0a1b2c3d4e5f60718", "aws_instance.web"},
+		{"aws role, by the state", "arn:aws:iam::111122223333:role/deployer-20261123", "aws_iam_role.deployer"},
+		{"gcp bucket, by its planned name", "projects/_/buckets/acme-assets-eu", "google_storage_bucket.assets"},
+		{"azure group, by its planned name", "/subscriptions/0b1f6471-1bf0-4dda-aec3-111122223333/resourceGroups/rg-app-prod", "azurerm_resource_group.app"},
+		{"another instance", "arn:aws:ec2:eu-west-1:111122223333:instance/i-0ffffffffffffffff", ""},
+		{"another group", "/subscriptions/0b1f6471-1bf0-4dda-aec3-111122223333/resourceGroups/rg-app-prod-old", ""},
+	} {
+		addr, ok := run.Planned([]string{tc.uid})
+		if addr != tc.want || ok != (tc.want != "") {
+			t.Errorf("%s: planned %q %v, want %q", tc.name, addr, ok, tc.want)
+		}
+	}
+	// A state posted before the plan: the plan learns from it too.
+	post("/v1/runs", `{"run_key":"gh-91","tool":"terraform","orchestrator":"github","started_at":"2026-11-23T11:00:00Z","scope":{"workspace":"acme/prod"}}`)
+	post("/v1/runs/gh-91/plan", `{"resource_changes":[{"address":"aws_iam_role.deployer","change":{"actions":["update"],"before":{},"after":{}}}]}`)
+	if run, _ := reg.Get("gh-91"); !func() bool { _, ok := run.Planned([]string{"arn:aws:iam::111122223333:role/deployer-20261123"}); return ok }() {
+		t.Errorf("a plan posted after the state did not learn its ids: %+v", run.Plan)
 	}
 }

@@ -33,11 +33,11 @@ func TestDriftScenarios(t *testing.T) {
 	reg, js := registryOn(t)
 	ctx := context.Background()
 	state := `{"values":{"root_module":{"resources":[],"child_modules":[{"resources":[{"address":"module.net.aws_security_group.web","values":{"id":"sg-0abc1234","arn":"` + sgARN + `"}}]}]}}}`
-	ids, err := stateIDs([]byte(state))
-	if err != nil || len(ids) != 2 {
-		t.Fatalf("state ids %v %v", ids, err)
+	state0, err := stateIDs([]byte(state))
+	if err != nil || len(state0.IDs) != 2 || len(state0.ByAddress["module.net.aws_security_group.web"]) != 2 {
+		t.Fatalf("state ids %v %v", state0, err)
 	}
-	if err := reg.SetState(ctx, "acme/prod", ids); err != nil {
+	if err := reg.SetState(ctx, "acme/prod", state0); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC().Truncate(time.Second)
@@ -46,8 +46,15 @@ func TestDriftScenarios(t *testing.T) {
 	tfUA := "Terraform/1.9.8 terraform-provider-aws/5.80.0"
 	lateKey := "github:acme/infra:2:1"
 	planned := Run{Key: "github:acme/infra:3:1", Tool: "terraform", Orchestrator: "github", StartedAt: now.Add(-time.Hour), Identities: []string{ciRole},
-		Plan: []Change{{Address: "aws_s3_bucket.logs", Actions: []string{"create"}, IDs: []string{"arn:aws:s3:::acme-logs"}}}}
+		Plan: []Change{{Address: "aws_s3_bucket.logs", Actions: []string{"create"}, IDs: []string{"arn:aws:s3:::acme-logs"}},
+			{Address: "aws_instance.web", Actions: []string{"create"}}}, // a create: no id in the plan
+		Applied: []Applied{{Address: "aws_instance.web", ID: "i-0a1b2c3d4e5f60718", Start: now.Add(-25 * time.Minute), End: now.Add(-24 * time.Minute)}}}
 	_ = reg.Put(ctx, planned)
+	// The run's change to the instance it planned to create (the apply log
+	// named its id): planned, no finding.
+	plannedCreate := ctEvent(t, "planned-create", ciSession, tfUA+" trailkeeper-run/"+Token(planned.Key), "RunInstances", now.Add(-25*time.Minute), false)
+	plannedCreate.OCSF.Resources = []ocsf.ResourceDetails{{UID: "arn:aws:ec2:eu-west-1:111122223333:instance/i-0a1b2c3d4e5f60718", Type: "AWS::EC2::Instance"}}
+	_ = plannedCreate.Encode()
 	outOfPlan := ctEvent(t, "out-of-plan", ciSession, tfUA+" trailkeeper-run/"+Token(planned.Key), "PutBucketPolicy", now.Add(-20*time.Minute), false)
 	outOfPlan.OCSF.Resources = []ocsf.ResourceDetails{{UID: "arn:aws:s3:::acme-data", Type: "AWS::S3::Bucket"}}
 	_ = outOfPlan.Encode()
@@ -58,6 +65,7 @@ func TestDriftScenarios(t *testing.T) {
 		onSG(ctEvent(t, "late-run", ciSession, tfUA, "ModifySecurityGroupRules", now, false)),
 		ctEvent(t, "unmanaged", "arn:aws:iam::111122223333:user/alice", "Mozilla/5.0", "CreateBucket", now.Add(-2*time.Hour), false),
 		outOfPlan,
+		plannedCreate,
 	}
 	pub := tkjs.NewPublisher(js, "AUDIT")
 	var msgs []sink.Message

@@ -46,7 +46,10 @@ func planChanges(b []byte) ([]Change, error) {
 		}
 		c := Change{Address: rc.Address, Actions: rc.Change.Actions}
 		for _, vals := range []map[string]any{rc.Change.Before, rc.Change.After} {
-			for _, k := range []string{"arn", "id", "self_link"} {
+			// A create knows no arn or id before apply, but GCP and
+			// Azure resources are named by the plan: their ids end in
+			// the name (projects/p/…/buckets/NAME, …/providers/…/NAME).
+			for _, k := range []string{"arn", "id", "self_link", "name"} {
 				if v, ok := vals[k].(string); ok && v != "" && !containsFold(c.IDs, v) {
 					c.IDs = append(c.IDs, v)
 				}

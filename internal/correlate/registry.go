@@ -26,8 +26,10 @@ type Registry struct {
 	runs     map[string]*Run   // run key → run
 	byMarker map[string]string // token, Azure correlation id or explicit marker → run key
 	managed  map[string]string // lower-cased resource id → workspace
-	explicit []string          // every run's explicit markers, searched in each record
-	rev      uint64            // the newest bucket revision applied
+	// byAddress: workspace → resource address → ids, from its state.
+	byAddress map[string]map[string][]string
+	explicit  []string // every run's explicit markers, searched in each record
+	rev       uint64   // the newest bucket revision applied
 }
 
 // OpenRegistry opens (or creates) the bucket and loads every run.
@@ -42,7 +44,7 @@ func OpenRegistry(ctx context.Context, js jetstream.JetStream, bucket string) (*
 // LoadRegistry loads every run of an open bucket (see tkjs.EnsureKV):
 // one watcher reads them all, not a request per key.
 func LoadRegistry(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue) (*Registry, error) {
-	r := &Registry{js: js, kv: kv, runs: map[string]*Run{}, byMarker: map[string]string{}, managed: map[string]string{}}
+	r := &Registry{js: js, kv: kv, runs: map[string]*Run{}, byMarker: map[string]string{}, managed: map[string]string{}, byAddress: map[string]map[string][]string{}}
 	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("run registry: %w", err)
@@ -70,10 +72,9 @@ func (r *Registry) apply(e jetstream.KeyValueEntry) {
 	r.rev = max(r.rev, e.Revision())
 	r.mu.Unlock()
 	key, value := e.Key(), e.Value()
-	if ws, ids, ok := strings.Cut(string(value), "\n"); ok && strings.HasPrefix(key, "state.") {
-		var list []string
-		if json.Unmarshal([]byte(ids), &list) == nil {
-			r.indexState(ws, list)
+	if ws, body, ok := strings.Cut(string(value), "\n"); ok && strings.HasPrefix(key, "state.") {
+		if st, ok := decodeState([]byte(body)); ok {
+			r.indexState(ws, st)
 		}
 		return
 	}
@@ -117,6 +118,7 @@ func kvKey(runKey string) string { return Token(runKey) }
 func (r *Registry) index(run *Run) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.learnIDs(run)
 	r.runs[run.Key] = run
 	r.byMarker[Token(run.Key)] = run.Key
 	r.byMarker[AzureCorrelationID(run.Key)] = run.Key

@@ -354,10 +354,22 @@ func inPlan(run Run, e *ocsf.Event) (string, bool) {
 }
 
 // Planned returns the address of the run's planned change that names one
-// of the resource uids (the same id, or an ARN or path ending in it).
+// of the resource uids (the same id, or an ARN or path ending in it). A
+// change's ids are those its plan knew, the one the apply log reported
+// for its address (apply_complete's id_value: all a create has), and
+// those its workspace's state lists for its address (the registry adds
+// them): a change by the run to a resource it planned to create is
+// planned. This is the one rule of the correlator, the drift detector and
+// the on-call run view.
 func (r *Run) Planned(uids []string) (string, bool) {
 	for _, c := range r.Plan {
-		for _, id := range c.IDs {
+		ids := c.IDs
+		for _, a := range r.Applied {
+			if a.Address == c.Address && a.ID != "" {
+				ids = append(slices.Clip(ids), a.ID)
+			}
+		}
+		for _, id := range ids {
 			for _, u := range uids {
 				if idMatches(u, id) {
 					return c.Address, true
