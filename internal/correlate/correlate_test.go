@@ -510,7 +510,10 @@ func TestPlannedCreatesInThreeClouds(t *testing.T) {
 	// A state posted before the plan: the plan learns from it too.
 	post("/v1/runs", `{"run_key":"gh-91","tool":"terraform","orchestrator":"github","started_at":"2026-11-23T11:00:00Z","scope":{"workspace":"acme/prod"}}`)
 	post("/v1/runs/gh-91/plan", `{"resource_changes":[{"address":"aws_iam_role.deployer","change":{"actions":["update"],"before":{},"after":{}}}]}`)
-	if run, _ := reg.Get("gh-91"); !func() bool { _, ok := run.Planned([]string{"arn:aws:iam::111122223333:role/deployer-20261123"}); return ok }() {
+	if run, _ := reg.Get("gh-91"); !func() bool {
+		_, ok := run.Planned([]string{"arn:aws:iam::111122223333:role/deployer-20261123"})
+		return ok
+	}() {
 		t.Errorf("a plan posted after the state did not learn its ids: %+v", run.Plan)
 	}
 }
