@@ -87,10 +87,11 @@ func (c *Correlator) Correlate(_ context.Context, events []*normalize.Event) err
 	return nil
 }
 
-// changes reports whether an event is a successful change: reads and
-// failed calls change nothing.
+// changes reports whether an event is a successful change (ocsf's one
+// definition): reads, sign-ins and credential exchanges, and failed calls
+// change nothing.
 func changes(e *ocsf.Event) bool {
-	return e.ActivityID != 2 && e.StatusID != 2
+	return e.IsChange() && e.StatusID != 2
 }
 
 // Link finds the event's best run.

@@ -271,17 +271,10 @@ func where(e *ocsf.Event) (cloud, account, region string) {
 	return cloud, account, e.Cloud.Region
 }
 
-// mutating: anything but a read. A failed write is still an attempt to
-// change, which on-call wants to see; the outcome column tells them apart.
-func mutating(e *ocsf.Event) bool {
-	switch e.ClassUID {
-	case ocsf.ClassAPIActivity:
-		return e.ActivityID != ocsf.ActivityRead
-	case ocsf.ClassAccountChange:
-		return true
-	}
-	return false
-}
+// mutating: a change, by ocsf's one definition (not a read, a sign-in or
+// a credential exchange). A failed write is still an attempt to change,
+// which on-call wants to see; the outcome column tells them apart.
+func mutating(e *ocsf.Event) bool { return e.IsChange() }
 
 func outcome(e *ocsf.Event) string {
 	switch e.StatusID {
