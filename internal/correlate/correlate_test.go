@@ -6,6 +6,7 @@ import (
 	"crypto/sha512"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -19,6 +20,7 @@ import (
 	"github.com/trailkeeper/trailkeeper/internal/embednats/embednatstest"
 	"github.com/trailkeeper/trailkeeper/internal/ocsfschema"
 	"github.com/trailkeeper/trailkeeper/normalize"
+	"github.com/trailkeeper/trailkeeper/normalize/ocsf"
 	tkjs "github.com/trailkeeper/trailkeeper/sink/jetstream"
 )
 
@@ -515,5 +517,33 @@ func TestPlannedCreatesInThreeClouds(t *testing.T) {
 		return ok
 	}() {
 		t.Errorf("a plan posted after the state did not learn its ids: %+v", run.Plan)
+	}
+}
+
+// Only a link names its run: an ambiguous or unexplained event carries
+// the band, and its best guess only as candidate_run_key.
+func TestOnlyALinkNamesItsRun(t *testing.T) {
+	run := Run{Key: "github:acme/infra:7:1", Tool: "terraform"}
+	for _, tc := range []struct {
+		band      string
+		named     bool
+		run       Run
+		wantValue string
+		candidate string
+	}{
+		{BandAttested, true, run, run.Key, ""},
+		{BandInferred, true, run, run.Key, ""},
+		{BandAmbiguous, false, run, BandAmbiguous, run.Key},
+		{BandUnexplained, false, run, BandUnexplained, run.Key},
+		{BandUnexplained, false, Run{}, BandUnexplained, ""}, // a spoofed marker, no candidate
+	} {
+		e := &ocsf.Event{}
+		attach(e, Link{Run: tc.run, Band: tc.band, Confidence: 0.5})
+		var data map[string]any
+		_ = json.Unmarshal(e.Enrichments[0].Data, &data)
+		if got := e.Metadata.CorrelationUID != ""; got != tc.named || e.Enrichments[0].Value != tc.wantValue ||
+			(data["run_key"] != nil) != tc.named || fmt.Sprint(data["candidate_run_key"]) != map[bool]string{true: tc.candidate, false: "<nil>"}[tc.candidate != ""] {
+			t.Errorf("%s: correlation_uid %q, value %q, data %v", tc.band, e.Metadata.CorrelationUID, e.Enrichments[0].Value, data)
+		}
 	}
 }

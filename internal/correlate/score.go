@@ -330,19 +330,26 @@ func isHuman(e *ocsf.Event, ua string) bool {
 
 // attach writes the link into the event: an iac.run enrichment and
 // metadata.correlation_uid.
+//
+// Only a link (the attested or inferred band) names its run: in
+// metadata.correlation_uid, the enrichment's value and its run_key. An
+// ambiguous or unexplained event names the band instead, and its best
+// candidate only as candidate_run_key, so that a SIEM joining on the run
+// key never reads a guess as an answer.
 func attach(e *ocsf.Event, l Link) {
-	data, _ := json.Marshal(map[string]any{
-		"run_key": l.Run.Key, "confidence": l.Confidence, "band": l.Band, "tool": l.Run.Tool,
-		"commit": l.Run.Commit, "repo": l.Run.Scope.Repo, "workspace": l.Run.Scope.Workspace, "evidence": l.Evidence,
-	})
-	value := l.Run.Key
-	if value == "" {
-		value = l.Band // a spoofed marker and no candidate run
-	}
-	e.Enrichments = append(e.Enrichments, ocsf.Enrichment{Name: "iac.run", Value: value, Data: data, Type: "iac_run", Provider: "trailkeeper"})
-	if l.Run.Key != "" {
+	linked := l.Run.Key != "" && (l.Band == BandAttested || l.Band == BandInferred)
+	fields := map[string]any{"confidence": l.Confidence, "band": l.Band, "evidence": l.Evidence}
+	value := l.Band
+	if linked {
+		value = l.Run.Key
+		fields["run_key"], fields["tool"], fields["commit"] = l.Run.Key, l.Run.Tool, l.Run.Commit
+		fields["repo"], fields["workspace"] = l.Run.Scope.Repo, l.Run.Scope.Workspace
 		e.Metadata.CorrelationUID = l.Run.Key
+	} else if l.Run.Key != "" {
+		fields["candidate_run_key"] = l.Run.Key
 	}
+	data, _ := json.Marshal(fields)
+	e.Enrichments = append(e.Enrichments, ocsf.Enrichment{Name: "iac.run", Value: value, Data: data, Type: "iac_run", Provider: "trailkeeper"})
 }
 
 // inPlan: one of the event's resources is a planned change of the run.
