@@ -68,7 +68,7 @@ func TestFullDiskPausesAndResumes(t *testing.T) {
 	cfgFile := filepath.Join(work, "trailkeeper.yaml")
 	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`
 data_dir: %s
-log: {level: warn}
+log: {level: info}
 nats: {embedded: {port: %d}}
 http: {listen: '127.0.0.1:%d'}
 archive: {dir: %s, segment_bytes: 65536, segment_age: 200ms}
@@ -82,6 +82,11 @@ sources:
     poll_interval: 100ms
 `, filepath.Join(small, "data"), port, httpPort, filepath.Join(small, "archive"), data)), 0o600)
 	var logs syncBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("daemon logs:\n%s", tail(logs.String(), 20000))
+		}
+	})
 	cmd := command(t, binary, "run", "--config", cfgFile)
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {

@@ -57,30 +57,44 @@ func (d *Detector) Run(ctx context.Context) error {
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
-	cons, err := d.JS.CreateOrUpdateConsumer(ctx, d.Stream, jetstream.ConsumerConfig{
-		Durable: d.Consumer, AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute,
-		FilterSubjects: []string{"audit.aws.>", "audit.gcp.>", "audit.azure.>"}, MaxDeliver: -1,
-	})
+	open := func() (jetstream.Consumer, error) {
+		return d.JS.CreateOrUpdateConsumer(ctx, d.Stream, jetstream.ConsumerConfig{
+			Durable: d.Consumer, AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute,
+			FilterSubjects: []string{"audit.aws.>", "audit.gcp.>", "audit.azure.>"}, MaxDeliver: -1,
+		})
+	}
+	cons, err := open()
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while starting
 		}
 		return fmt.Errorf("drift consumer: %w", err)
 	}
+	var failing tkjs.FetchFailures
 	for ctx.Err() == nil {
 		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			if ctx.Err() != nil {
-				break
+		if err == nil {
+			for msg := range batch.Messages() {
+				if err := d.handle(ctx, msg); err != nil {
+					d.Logger.Warn("drift check failed; retried", "err", err)
+					_ = msg.NakWithDelay(5 * time.Second)
+				}
 			}
-			time.Sleep(100 * time.Millisecond)
+			err = batch.Error() // once the messages are read
+		}
+		if ferr := failing.Note(err); ferr != nil && ctx.Err() == nil {
+			// The consumer is gone (a broker that lost it) or keeps
+			// failing: make it again (durable: it resumes where the
+			// broker has it, and unacknowledged checks come again).
+			d.Logger.Warn("drift consumer failing; making it again", "err", ferr)
+			if c, oerr := open(); oerr == nil {
+				cons = c
+			}
+			time.Sleep(time.Second)
 			continue
 		}
-		for msg := range batch.Messages() {
-			if err := d.handle(ctx, msg); err != nil {
-				d.Logger.Warn("drift check failed; retried", "err", err)
-				_ = msg.NakWithDelay(5 * time.Second)
-			}
+		if err != nil && !tkjs.FetchTimeout(err) && ctx.Err() == nil {
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	return nil

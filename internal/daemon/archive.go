@@ -66,10 +66,14 @@ func (r *archiveRunner) Run(ctx context.Context, a *worm.Archiver) error {
 		}
 		if err == nil {
 			r.current(a)
+			started := time.Now()
 			r.mu.Lock()
-			r.restarted = time.Now()
+			r.restarted = started
 			r.mu.Unlock()
 			err = a.Run(ctx)
+			if time.Since(started) > healthyAfter {
+				backoff = time.Second // it ran a while: a new failure
+			}
 		}
 		if ctx.Err() != nil || err == nil {
 			return nil

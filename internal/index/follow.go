@@ -145,6 +145,7 @@ func (f *Follower) run(ctx context.Context, once bool) error {
 		applied                      int
 		backlog                      bool
 	)
+	var failing tkjs.FetchFailures
 	for ctx.Err() == nil {
 		// With a backlog, take what is there now; otherwise wait a
 		// while for a full batch.
@@ -158,6 +159,9 @@ func (f *Follower) run(ctx context.Context, once bool) error {
 		if err != nil {
 			if ctx.Err() != nil {
 				break
+			}
+			if ferr := failing.Note(err); ferr != nil {
+				return fmt.Errorf("index: %w", ferr) // Run makes the consumer afresh
 			}
 			f.Logger.Warn("index fetch failed", "err", err)
 			time.Sleep(100 * time.Millisecond)
@@ -188,8 +192,13 @@ func (f *Follower) run(ctx context.Context, once bool) error {
 			}
 			lastMsg, pending = m, md.NumPending
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && ctx.Err() == nil {
-			f.Logger.Warn("index fetch failed", "err", err)
+		if err := batch.Error(); ctx.Err() == nil {
+			if ferr := failing.Note(err); ferr != nil {
+				return fmt.Errorf("index: %w", ferr)
+			}
+			if err != nil && !tkjs.FetchTimeout(err) {
+				f.Logger.Warn("index fetch failed", "err", err)
+			}
 		}
 		backlog = len(msgs) > 0 && pending > 0
 		if len(msgs) > 0 {

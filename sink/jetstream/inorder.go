@@ -109,3 +109,37 @@ func (o *InOrder) Take(ctx context.Context, m jetstream.Msg, fn func(StreamMsg) 
 	o.Next = seq + 1
 	return true, nil
 }
+
+// FetchTimeout: a fetch that found nothing in its wait, which is no
+// failure.
+func FetchTimeout(err error) bool {
+	return errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// FetchFailures tells a consumer's reader when to give up on its
+// consumer and make it afresh: at once when the consumer is gone, or
+// after a fetch has failed for FetchPatience in a row. The zero value is
+// ready.
+type FetchFailures struct{ since time.Time }
+
+// FetchPatience is how long fetches may fail in a row.
+const FetchPatience = 10 * time.Second
+
+// Note records a fetch's outcome (nil or a timeout: it worked) and
+// returns an error when the reader should make its consumer afresh.
+func (f *FetchFailures) Note(err error) error {
+	if err == nil || FetchTimeout(err) {
+		f.since = time.Time{}
+		return nil
+	}
+	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+		return err
+	}
+	if f.since.IsZero() {
+		f.since = time.Now()
+	}
+	if time.Since(f.since) > FetchPatience {
+		return fmt.Errorf("fetches failing since %s: %w", f.since.Format(time.RFC3339), err)
+	}
+	return nil
+}

@@ -79,3 +79,22 @@ func TestInOrderFillsGapsAndDropsRedeliveries(t *testing.T) {
 		})
 	}
 }
+
+// A reader makes its consumer afresh at once when it is gone, and after
+// fetches failed for FetchPatience in a row; timeouts are no failures.
+func TestFetchFailures(t *testing.T) {
+	var f jetstream.FetchFailures
+	if f.Note(natsjs.ErrNoMessages) != nil || f.Note(nil) != nil {
+		t.Error("a fetch that found nothing is no failure")
+	}
+	if f.Note(natsjs.ErrConsumerNotFound) == nil || f.Note(natsjs.ErrConsumerDeleted) == nil {
+		t.Error("a consumer that is gone is not made afresh")
+	}
+	other := errors.New("nats: connection closed")
+	if f.Note(other) != nil {
+		t.Error("one failure gave up")
+	}
+	if f.Note(nil) != nil || f.Note(other) != nil {
+		t.Error("a success did not reset the count")
+	}
+}

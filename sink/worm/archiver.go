@@ -219,27 +219,40 @@ func (a *Archiver) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	var failing tkjs.FetchFailures
 	for ctx.Err() == nil {
 		wait := time.Second
 		if a.buf.Len() > 0 {
 			wait = max(min(wait, time.Until(a.segAt.Add(a.set.SegmentAge))), 10*time.Millisecond)
 		}
 		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(wait))
-		if err != nil {
+		if err == nil {
+			for msg := range batch.Messages() {
+				if err := a.add(ctx, msg); err != nil {
+					if ctx.Err() != nil {
+						return nil // stopped mid-write; see below
+					}
+					return err
+				}
+			}
+			err = batch.Error()
+		}
+		if err := failing.Note(err); err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			// The consumer is gone (a broker that lost it: JetStream
+			// restarted after a full disk) or the fetches keep failing:
+			// the runner opens a new archiver, from the newest manifest.
+			return fmt.Errorf("archiver: %w", err)
+		}
+		if err != nil && !tkjs.FetchTimeout(err) {
 			if ctx.Err() != nil {
 				break
 			}
 			a.log.Warn("fetch failed", "err", err)
 			time.Sleep(100 * time.Millisecond)
 			continue
-		}
-		for msg := range batch.Messages() {
-			if err := a.add(ctx, msg); err != nil {
-				if ctx.Err() != nil {
-					return nil // stopped mid-write; see below
-				}
-				return err
-			}
 		}
 		if a.buf.Len() > 0 && time.Since(a.segAt) >= a.set.SegmentAge {
 			if err := a.flush(ctx); err != nil {
