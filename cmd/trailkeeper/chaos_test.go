@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -96,7 +97,47 @@ func TestChaos(t *testing.T) {
 	plan := chaosForm
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	work := t.TempDir()
-	data, want := bulkRecords(t, work, plan.records)
+	// The corpus is made up front and fed to the watched folder a file of
+	// 1000 records at a time, so that ingestion lasts as long as the
+	// feeding and every failure, scheduled by how far the feeding got,
+	// lands in the middle of it.
+	staged, want := bulkRecords(t, work, plan.records, 1000)
+	data := filepath.Join(work, "feed")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var bulkFiles []string
+	entries, _ := os.ReadDir(staged)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "bulk") {
+			bulkFiles = append(bulkFiles, e.Name())
+		} else if err := os.Rename(filepath.Join(staged, e.Name()), filepath.Join(data, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Slow enough that a daemon restarted by every failure (it waits out
+	// its old lease, 3 s) still gets to ingest between them.
+	nFailures := plan.kills + plan.brokerRestarts + plan.brokerKills + plan.fullDisks
+	interval := max(700*time.Millisecond, time.Duration(nFailures)*2500*time.Millisecond/time.Duration(max(1, len(bulkFiles))))
+	var fed atomic.Int64
+	feedDone := make(chan struct{})
+	stopFeed := make(chan struct{})
+	defer close(stopFeed)
+	go func() {
+		defer close(feedDone)
+		for _, f := range bulkFiles {
+			select {
+			case <-stopFeed:
+				return
+			case <-time.After(interval):
+			}
+			if err := os.Rename(filepath.Join(staged, f), filepath.Join(data, f)); err != nil {
+				t.Error(err)
+				return
+			}
+			fed.Add(1)
+		}
+	}()
 	disk := work
 	if plan.fullDisks > 0 {
 		disk = smallDisk(t, 256+plan.records/500)
@@ -119,8 +160,8 @@ sources:
   - name: chaos
     type: files
     path: %s
-    page_size: 10
-    poll_interval: 50ms
+    page_size: 100
+    poll_interval: 100ms
 `, filepath.Join(disk, "data"), url, httpPort, filepath.Join(disk, "archive"), data)), 0o600)
 
 	var logs syncBuffer
@@ -160,19 +201,18 @@ sources:
 	counts := map[string]int{}
 	var atLast uint64
 	for i, ev := range events {
-		// Spread over the first 85% of the ingestion (small pages keep it
-		// slow enough), so that every failure lands in the middle of it:
-		// the i-th comes at a random point of its share.
-		share := uint64(len(want)) * 85 / 100 / uint64(len(events)+1)
-		target := share*uint64(i+1) + uint64(rng.Int64N(int64(share/2)+1))
-		deadline := time.Now().Add(2 * time.Minute)
-		for streamMsgs(js) < target {
-			if time.Now().After(deadline) {
-				t.Fatalf("stuck at %d messages before failure %d (%s); logs:\n%s\nbroker:\n%s", streamMsgs(js), i+1, ev, tail(logs.String(), 8000), tail(b.logs.String(), 4000))
-			}
-			time.Sleep(2 * time.Millisecond)
+		// The i-th failure at a random point of its share of the
+		// feeding.
+		share := float64(len(bulkFiles)) / float64(len(events)+1)
+		target := int64(share*float64(i+1) + rng.Float64()*share/2)
+		for fed.Load() < target {
+			time.Sleep(5 * time.Millisecond)
 		}
+		time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
 		atLast = streamMsgs(js)
+		if fed.Load() >= int64(len(bulkFiles)) {
+			t.Errorf("failure %d (%s) came after the last file was fed", i+1, ev)
+		}
 		switch ev {
 		case "kill":
 			daemon.Process.Signal(syscall.SIGKILL)
@@ -197,9 +237,7 @@ sources:
 		counts[ev]++
 		t.Logf("%3d %-14s at %6d messages, %s in", i+1, ev, atLast, time.Since(began).Round(time.Millisecond))
 	}
-	if atLast >= uint64(len(want)) {
-		t.Errorf("the last failure came after ingestion ended (%d messages): it proved nothing", atLast)
-	}
+	<-feedDone
 	deadline := time.Now().Add(5 * time.Minute)
 	for n := streamMsgs(js); n < uint64(len(want)); n = streamMsgs(js) {
 		if time.Now().After(deadline) {

@@ -358,22 +358,22 @@ sources:
 // mid-way, 20k distinct records in one export, under work/in; want is
 // every message id the stream must end up with.
 func bulkInput(t *testing.T, work string) (string, map[string]bool) {
-	return bulkRecords(t, work, 20000)
+	return bulkRecords(t, work, 20000, 20000)
 }
 
-// bulkRecords is bulkInput with n generated records, 20k to a file.
-func bulkRecords(t *testing.T, work string, n int) (string, map[string]bool) {
+// bulkRecords is bulkInput with n generated records, perFile to a file.
+func bulkRecords(t *testing.T, work string, n, perFile int) (string, map[string]bool) {
 	t.Helper()
 	data := filepath.Join(work, "in")
 	copyTree(t, "../../examples/data", data)
-	for f := 0; f*20000 < n; f++ {
+	for f := 0; f*perFile < n; f++ {
 		var bulk bytes.Buffer
-		for i := f * 20000; i < min(n, (f+1)*20000); i++ {
+		for i := f * perFile; i < min(n, (f+1)*perFile); i++ {
 			fmt.Fprintf(&bulk, `{"eventVersion":"1.08","eventID":"bulk-%07d","eventTime":"2024-03-01T%02d:%02d:%02dZ","eventSource":"ec2.amazonaws.com","eventName":"RunInstances","recipientAccountId":"210987654321","awsRegion":"eu-west-1"}`+"\n", i, 10+i/3600%10, i/60%60, i%60)
 		}
 		name := "bulk.jsonl"
 		if f > 0 {
-			name = fmt.Sprintf("bulk-%02d.jsonl", f)
+			name = fmt.Sprintf("bulk-%03d.jsonl", f)
 		}
 		os.WriteFile(filepath.Join(data, name), bulk.Bytes(), 0o644)
 	}
