@@ -158,7 +158,7 @@ func ciRun(env func(string) string, now time.Time) correlate.Run {
 	case env("TFC_RUN_ID") != "":
 		r.Orchestrator, r.Scope.Workspace = "hcp", env("TFC_WORKSPACE_NAME")
 		r.Key = fmt.Sprintf("hcp:%s:%s", env("TFC_WORKSPACE_NAME"), env("TFC_RUN_ID"))
-		r.Markers = []string{"terraform-" + env("TFC_RUN_ID")}
+		r.Markers = correlate.HCPMarkers(env("TFC_RUN_ID"))
 	case env("ATLANTIS_TERRAFORM_VERSION") != "" || env("PULL_NUM") != "" && env("BASE_REPO_NAME") != "":
 		r.Orchestrator, r.Scope.Repo, r.Scope.Workspace, r.Commit = "atlantis", env("BASE_REPO_OWNER")+"/"+env("BASE_REPO_NAME"), env("WORKSPACE"), env("HEAD_COMMIT")
 		r.Key = fmt.Sprintf("atlantis:%s:%s:%s:%d", r.Scope.Repo, env("PULL_NUM"), env("WORKSPACE"), now.Unix())

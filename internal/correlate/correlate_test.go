@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -288,8 +289,17 @@ func TestHCPWebhook(t *testing.T) {
 		t.Fatalf("signed: %d", got)
 	}
 	run, ok := reg.Get("hcp:prod:run-abc123")
-	if !ok || run.Status != "succeeded" || run.FinishedAt == nil || run.Markers[0] != "terraform-run-abc123" || run.Actor != "alice" {
+	if !ok || run.Status != "succeeded" || run.FinishedAt == nil || !slices.Equal(run.Markers, []string{"terraform-run-run-abc123", "terraform-run-abc123"}) || run.Actor != "alice" {
 		t.Errorf("run %+v", run)
+	}
+	// The session of the run's dynamic credentials, in either spelling,
+	// attests the run.
+	c := &Correlator{Registry: reg, Now: func() time.Time { return run.StartedAt.Add(time.Hour) }}
+	for _, session := range []string{"terraform-run-run-abc123", "terraform-run-abc123"} {
+		ev := ctEvent(t, session, "arn:aws:sts::111122223333:assumed-role/hcp-dynamic/"+session, "Terraform/1.9.8", "CreateBucket", run.StartedAt.Add(time.Second), false)
+		if l, ok := c.Link(ev.OCSF, c.Now()); !ok || l.Band != BandAttested || l.Run.Key != run.Key {
+			t.Errorf("session %s: link %+v", session, l)
+		}
 	}
 }
 

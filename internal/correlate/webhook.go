@@ -61,7 +61,7 @@ func HCPWebhook(reg *Registry, secret string) http.Handler {
 		run, ok := reg.Get(key)
 		if !ok {
 			run = Run{Key: key, Tool: "terraform", Orchestrator: "hcp", Actor: n.RunCreatedBy, Status: "running",
-				Scope: Scope{Workspace: n.WorkspaceName, Repo: n.Organization}, Markers: []string{"terraform-" + n.RunID}}
+				Scope: Scope{Workspace: n.WorkspaceName, Repo: n.Organization}, Markers: HCPMarkers(n.RunID)}
 		}
 		for _, note := range n.Notifications {
 			if run.StartedAt.IsZero() || note.RunUpdatedAt.Before(run.StartedAt) {
@@ -83,4 +83,15 @@ func HCPWebhook(reg *Registry, secret string) http.Handler {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
+}
+
+// HCPMarkers are the AWS session names a run of HCP Terraform's dynamic
+// credentials can have: terraform-run-<run id>, where the run id itself
+// begins with "run-" ("terraform-run-run-…"), and the same without the
+// doubled prefix ("terraform-run-…"); both spellings are accepted.
+func HCPMarkers(runID string) []string {
+	if runID == "" {
+		return nil
+	}
+	return []string{"terraform-run-" + runID, "terraform-" + runID}
 }
