@@ -557,3 +557,28 @@ func TestOnlyALinkNamesItsRun(t *testing.T) {
 		}
 	}
 }
+
+// A marker proves its run only inside the run's window: the same session
+// name replayed days after the run finished attests nothing and is
+// reported as a possible replay.
+func TestMarkerOutsideItsWindowIsAReplay(t *testing.T) {
+	reg := registry(t)
+	ctx := context.Background()
+	start := time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
+	done := start.Add(20 * time.Minute)
+	run := Run{Key: "hcp:acme/prod:run-Zq1", Tool: "terraform", Orchestrator: "hcp", StartedAt: start, FinishedAt: &done, Markers: HCPMarkers("run-Zq1")}
+	if err := reg.Put(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	c := &Correlator{Registry: reg, Now: func() time.Time { return start.Add(96 * time.Hour) }}
+	session := "arn:aws:sts::111122223333:assumed-role/hcp-dynamic/terraform-run-run-Zq1"
+	in := ctEvent(t, "in", session, "Terraform/1.9.8", "CreateBucket", start.Add(5*time.Minute), false)
+	if l, ok := c.Link(in.OCSF, c.Now()); !ok || l.Band != BandAttested {
+		t.Errorf("inside the window: %+v", l)
+	}
+	later := ctEvent(t, "later", session, "Terraform/1.9.8", "DeleteBucket", start.Add(72*time.Hour), false)
+	l, ok := c.Link(later.OCSF, c.Now())
+	if ok && l.Band == BandAttested || !strings.Contains(strings.Join(l.Evidence, "; "), "possible replay") {
+		t.Errorf("three days later: %v %+v", ok, l)
+	}
+}

@@ -122,6 +122,15 @@ func (c *Correlator) Link(e *ocsf.Event, now time.Time) (Link, bool) {
 			spoofed = append(spoofed, fmt.Sprintf("marker %s of run %s used by %s, which the run does not list: possible spoofing", m, run.Key, strings.Join(ids, ", ")))
 			continue
 		}
+		// A marker proves the run only inside its window: seen long
+		// before it started or after it finished, it is a replayed (or
+		// leaked) session name or token, and the event is left to
+		// inference, which only weighs runs whose window holds it.
+		if from, to := run.window(now); t.Before(from) || t.After(to) {
+			spoofed = append(spoofed, fmt.Sprintf("marker %s of run %s seen at %s, outside the run's window (%s to %s): possible replay",
+				m, run.Key, t.UTC().Format(time.RFC3339), from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339)))
+			continue
+		}
 		return Link{Run: run, Confidence: 0.97, Band: BandAttested, Evidence: []string{"marker " + m + " in the record"}}, true
 	}
 
