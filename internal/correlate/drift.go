@@ -175,7 +175,7 @@ func driftType(e *ocsf.Event, l Link) string {
 	switch {
 	case strings.Contains(e.RawData, "cloudformation.amazonaws.com") || strings.Contains(ua, "Pulumi") && l.Run.Tool != "pulumi":
 		return DriftForeignAutomation
-	case strings.Contains(ua, "Mozilla/") || strings.Contains(strings.ToLower(ua), "console"):
+	case clientKind(e, ua) == clientConsole:
 		return DriftClickOps
 	case strings.Contains(ua, "Terraform/") || strings.Contains(ua, "OpenTofu") || strings.Contains(ua, "Pulumi"):
 		return DriftIaCOutOfBand

@@ -131,3 +131,35 @@ func TestDriftScenarios(t *testing.T) {
 		t.Errorf("%d findings on the stream, want 3: %v", n, findings)
 	}
 }
+
+// The drift type comes from the client: Azure records have no user agent,
+// so the caller's application id tells the portal from the CLI; CloudTrail
+// says sessionCredentialFromConsole; user agents do the rest.
+func TestDriftTypeByClient(t *testing.T) {
+	azure := func(appid string) *ocsf.Event {
+		return &ocsf.Event{RawData: `{"caller":"alice@acme.example","claims":{"appid":"` + appid + `","http://schemas.microsoft.com/identity/claims/objectidentifier":"7d1f…"},"operationName":{"value":"Microsoft.Network/networkSecurityGroups/securityRules/write"}}`}
+	}
+	withUA := func(raw, ua string) *ocsf.Event {
+		return &ocsf.Event{RawData: raw, HTTPRequest: &ocsf.HTTPRequest{UserAgent: ua}}
+	}
+	for _, tc := range []struct {
+		name string
+		e    *ocsf.Event
+		want string
+	}{
+		{"Azure Portal", azure("c44b4083-3bb0-49c1-b47d-974e53cbdf3c"), DriftClickOps},
+		{"Azure CLI", azure("04b07795-8ddb-461a-bbee-02f9e1bf7b46"), DriftManualCLI},
+		{"Azure PowerShell", azure("1950a258-227b-4e31-a9cf-717495945fc2"), DriftManualCLI},
+		{"Azure, another app (a pipeline's own service principal)", azure("3f2b8c1e-0d4a-4e7b-9c55-1a2b3c4d5e6f"), DriftManualCLI},
+		{"AWS console session", withUA(`{"sessionCredentialFromConsole":"true"}`, "AWS Internal"), DriftClickOps},
+		{"AWS console user agent", withUA(`{}`, "Mozilla/5.0 (Macintosh) console.amazonaws.com"), DriftClickOps},
+		{"AWS CLI", withUA(`{}`, "aws-cli/2.22.0 md/command#ec2.authorize-security-group-ingress"), DriftManualCLI},
+		{"GCP console", withUA(`{}`, "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0,gzip(gfe)"), DriftClickOps},
+		{"gcloud", withUA(`{}`, "google-cloud-sdk gcloud/503.0.0 command/gcloud.compute.firewall-rules.update"), DriftManualCLI},
+		{"Terraform outside a run", withUA(`{}`, "Terraform/1.9.8 terraform-provider-aws/5.80.0"), DriftIaCOutOfBand},
+	} {
+		if got := driftType(tc.e, Link{}); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}

@@ -331,7 +331,7 @@ func toolAgent(tool, ua, raw string) bool {
 
 // isHuman: a console session, or a user signed in as a person.
 func isHuman(e *ocsf.Event, ua string) bool {
-	if strings.Contains(ua, "Mozilla/") || strings.Contains(strings.ToLower(ua), "console") {
+	if clientKind(e, ua) == clientConsole {
 		return true
 	}
 	return e.Actor != nil && e.Actor.User != nil && e.Actor.User.Type == "IAMUser" && e.Actor.Session == nil
