@@ -56,10 +56,12 @@ func Handler(reg *Registry, token string, now func() time.Time) http.Handler {
 		if !decode(w, r, &in) {
 			return
 		}
-		if in.Status != "succeeded" && in.Status != "failed" {
-			fail(w, http.StatusBadRequest, &FieldError{"status", "succeeded or failed"})
+		status, ok := FinishStatus(in.Status)
+		if !ok {
+			fail(w, http.StatusBadRequest, &FieldError{"status", "succeeded, failed or canceled, or a CI system's word for them (success, failure, errored, canceled, discarded, applied, …)"})
 			return
 		}
+		in.Status = status
 		if in.FinishedAt.IsZero() {
 			in.FinishedAt = now()
 		}

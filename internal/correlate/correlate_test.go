@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -580,5 +581,52 @@ func TestMarkerOutsideItsWindowIsAReplay(t *testing.T) {
 	l, ok := c.Link(later.OCSF, c.Now())
 	if ok && l.Band == BandAttested || !strings.Contains(strings.Join(l.Evidence, "; "), "possible replay") {
 		t.Errorf("three days later: %v %+v", ok, l)
+	}
+}
+
+// The run API takes the CI systems' own words: markers as a list or as an
+// object naming each kind, and how a run ended in Terraform's, HCP
+// Terraform's, GitLab's and GitHub's vocabulary.
+func TestRunAPIAcceptsTheCISystemsWords(t *testing.T) {
+	reg := registry(t)
+	srv := httptest.NewServer(Handler(reg, "s3cret-s3cret-s3cret", nil))
+	defer srv.Close()
+	post := func(path, body string) (int, string) {
+		req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer s3cret-s3cret-s3cret")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := post("/v1/runs", `{"run_key":"gl-1","tool":"terraform","orchestrator":"gitlab","started_at":"2026-11-23T10:00:00Z",
+		"markers":{"session_name":"GitLabRunner-4711-998877","source_identity":["gitlab-4711-998877"]}}`); code != 201 {
+		t.Fatalf("markers by kind: %d %s", code, body)
+	}
+	if run, _ := reg.Get("gl-1"); !slices.Equal([]string(run.Markers), []string{"GitLabRunner-4711-998877", "gitlab-4711-998877"}) {
+		t.Errorf("markers %v", run.Markers)
+	}
+	if code, body := post("/v1/runs", `{"run_key":"gl-2","tool":"terraform","orchestrator":"gitlab","started_at":"2026-11-23T10:00:00Z","markers":{"cookie":"abcdefghij"}}`); code != 400 || !strings.Contains(body, "markers.cookie") {
+		t.Errorf("an unknown kind: %d %s", code, body)
+	}
+	for i, tc := range []struct{ word, want string }{
+		{"success", "succeeded"}, {"failure", "failed"}, {"errored", "failed"}, {"canceled", "canceled"},
+		{"cancelled", "canceled"}, {"discarded", "canceled"}, {"applied", "succeeded"}, {"Timed_Out", "failed"},
+	} {
+		key := fmt.Sprintf("gh-%d", i)
+		post("/v1/runs", `{"run_key":"`+key+`","tool":"terraform","orchestrator":"github","started_at":"2026-11-23T10:00:00Z"}`)
+		if code, body := post("/v1/runs/"+key+"/finish", `{"status":"`+tc.word+`","finished_at":"2026-11-23T10:05:00Z"}`); code != 200 {
+			t.Errorf("%s: %d %s", tc.word, code, body)
+		}
+		if run, _ := reg.Get(key); run.Status != tc.want {
+			t.Errorf("%s: status %q, want %q", tc.word, run.Status, tc.want)
+		}
+	}
+	post("/v1/runs", `{"run_key":"gh-x","tool":"terraform","orchestrator":"github","started_at":"2026-11-23T10:00:00Z"}`)
+	if code, body := post("/v1/runs/gh-x/finish", `{"status":"maybe"}`); code != 400 || !strings.Contains(body, "status") {
+		t.Errorf("an unknown status: %d %s", code, body)
 	}
 }

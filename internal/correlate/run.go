@@ -8,8 +8,10 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/base32"
+	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -23,7 +25,7 @@ type Run struct {
 	Phase        string     `json:"phase,omitempty"` // plan, apply, destroy
 	StartedAt    time.Time  `json:"started_at"`
 	FinishedAt   *time.Time `json:"finished_at,omitempty"`
-	Status       string     `json:"status,omitempty"` // running, succeeded, failed
+	Status       string     `json:"status,omitempty"` // running, succeeded, failed, canceled
 	Actor        string     `json:"actor,omitempty"`
 	Commit       string     `json:"commit,omitempty"`
 	// Identities the run acts as: role ARNs, service account emails,
@@ -32,7 +34,7 @@ type Run struct {
 	// Markers are extra exact strings that identify the run in records
 	// (an HCP Terraform session name, say); the run's own token is always
 	// one.
-	Markers []string `json:"markers,omitempty"`
+	Markers Markers `json:"markers,omitempty"`
 	// Plan and Applied come from the run's plan and apply log.
 	Plan    []Change  `json:"plan,omitempty"`
 	Applied []Applied `json:"applied,omitempty"`
@@ -127,4 +129,66 @@ func (r *Run) window(now time.Time) (time.Time, time.Time) {
 		end = *r.FinishedAt
 	}
 	return r.StartedAt.Add(-2 * time.Minute), end.Add(5 * time.Minute)
+}
+
+// Markers are a run's extra exact strings. In a request they are a list,
+// or an object naming each kind (a string or a list of strings per kind),
+// as CI systems write them.
+type Markers []string
+
+// markerKinds are the kinds an object of markers may name.
+var markerKinds = map[string]bool{"user_agent_token": true, "session_name": true, "source_identity": true, "request_reason": true, "azure_correlation_id": true}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (m *Markers) UnmarshalJSON(b []byte) error {
+	var list []string
+	if err := json.Unmarshal(b, &list); err == nil {
+		*m = list
+		return nil
+	}
+	var byKind map[string]json.RawMessage
+	if err := json.Unmarshal(b, &byKind); err != nil {
+		return &FieldError{"markers", "a list of strings, or an object naming each kind (user_agent_token, session_name, source_identity, request_reason, azure_correlation_id)"}
+	}
+	kinds := make([]string, 0, len(byKind))
+	for k := range byKind {
+		kinds = append(kinds, k)
+	}
+	slices.Sort(kinds) // a stable order, whatever the object's
+	out := Markers{}
+	for _, k := range kinds {
+		if !markerKinds[k] {
+			return &FieldError{"markers." + k, "unknown kind: user_agent_token, session_name, source_identity, request_reason or azure_correlation_id"}
+		}
+		var one string
+		if json.Unmarshal(byKind[k], &one) == nil {
+			out = append(out, one)
+			continue
+		}
+		var many []string
+		if err := json.Unmarshal(byKind[k], &many); err != nil {
+			return &FieldError{"markers." + k, "a string or a list of strings"}
+		}
+		out = append(out, many...)
+	}
+	*m = out
+	return nil
+}
+
+// finishStatus maps the words CI systems and IaC tools use for how a run
+// ended (Terraform, HCP Terraform, GitLab, GitHub Actions) to ours.
+var finishStatus = map[string]string{
+	"succeeded": "succeeded", "success": "succeeded", "successful": "succeeded", "passed": "succeeded", "completed": "succeeded",
+	"applied": "succeeded", "planned_and_finished": "succeeded", "neutral": "succeeded",
+	"failed": "failed", "failure": "failed", "errored": "failed", "error": "failed", "timed_out": "failed",
+	"policy_soft_failed": "failed", "action_required": "failed",
+	"canceled": "canceled", "cancelled": "canceled", "force_canceled": "canceled", "discarded": "canceled",
+	"skipped": "canceled", "stale": "canceled", "manual": "canceled",
+}
+
+// FinishStatus returns our status (succeeded, failed or canceled) for a
+// CI system's or tool's word, case and spacing aside.
+func FinishStatus(word string) (string, bool) {
+	s, ok := finishStatus[strings.ReplaceAll(strings.ToLower(strings.TrimSpace(word)), " ", "_")]
+	return s, ok
 }
