@@ -238,13 +238,7 @@ sources:
 		t.Logf("%3d %-14s at %6d messages, %s in", i+1, ev, atLast, time.Since(began).Round(time.Millisecond))
 	}
 	<-feedDone
-	deadline := time.Now().Add(5 * time.Minute)
-	for n := streamMsgs(js); n < uint64(len(want)); n = streamMsgs(js) {
-		if time.Now().After(deadline) {
-			t.Fatalf("stream holds %d of %d messages; logs:\n%s\nbroker:\n%s", n, len(want), tail(logs.String(), 8000), tail(b.logs.String(), 4000))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitStream(t, js, len(want), 5*time.Minute, logs.String) // the cleanup adds the broker's logs
 	t.Logf("stream complete %s after the start: %v", time.Since(began).Round(time.Millisecond), counts)
 	total, _ := checkStreamOnce(t, js, want)
 	pub := filepath.Join(disk, "data", "archive.key.pub")

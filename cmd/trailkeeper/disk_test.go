@@ -140,13 +140,8 @@ sources:
 	}
 	t.Logf("disk filled with %d of %d messages in the stream, %d while held; space freed", atFull, len(want), held)
 	freed := time.Now()
-	deadline = time.Now().Add(120 * time.Second)
-	for n := streamMsgs(js); n < uint64(len(want)); n = streamMsgs(js) {
-		if time.Now().After(deadline) {
-			t.Fatalf("stream holds %d of %d messages after the space was freed; logs:\n%s", n, len(want), logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitStream(t, js, len(want), 2*time.Minute, logs.String)
+	deadline = time.Now().Add(time.Minute)
 	t.Logf("complete %s after the space was freed", time.Since(freed).Round(time.Millisecond))
 	for {
 		if code, body := get("/readyz"); code == 200 {

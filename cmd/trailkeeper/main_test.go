@@ -320,13 +320,7 @@ sources:
 	defer stop()
 	nc, js = connect(t, url)
 	defer nc.Close()
-	deadline = time.Now().Add(120 * time.Second)
-	for n := streamMsgs(js); n < uint64(len(want)); n = streamMsgs(js) {
-		if time.Now().After(deadline) {
-			t.Fatalf("stream holds %d of %d messages; logs:\n%s", n, len(want), logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitStream(t, js, len(want), 2*time.Minute, logs.String)
 	t.Logf("complete %s after the restart", time.Since(restarted).Round(time.Millisecond))
 
 	total, events := checkStreamOnce(t, js, want)
@@ -431,6 +425,19 @@ func checkStreamOnce(t *testing.T, js jetstream.JetStream, want map[string]bool)
 		t.Errorf("stream holds %d messages, want %d", total, len(want))
 	}
 	return total, events
+}
+
+// waitStream waits until the stream holds n messages, failing t with
+// the logs after within.
+func waitStream(t *testing.T, js jetstream.JetStream, n int, within time.Duration, logs func() string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for got := streamMsgs(js); got < uint64(n); got = streamMsgs(js) {
+		if time.Now().After(deadline) {
+			t.Fatalf("stream holds %d of %d messages; logs:\n%s", got, n, tail(logs(), 12000))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // waitIndexed waits until the index at path has applied seq.
