@@ -238,7 +238,7 @@ sources:
 		t.Logf("%3d %-14s at %6d messages, %s in", i+1, ev, atLast, time.Since(began).Round(time.Millisecond))
 	}
 	<-feedDone
-	waitStream(t, js, len(want), 5*time.Minute, logs.String) // the cleanup adds the broker's logs
+	waitStream(t, js, len(want), 2*time.Minute, logs.String) // the cleanup adds the broker's logs
 	t.Logf("stream complete %s after the start: %v", time.Since(began).Round(time.Millisecond), counts)
 	total, _ := checkStreamOnce(t, js, want)
 	pub := filepath.Join(disk, "data", "archive.key.pub")
