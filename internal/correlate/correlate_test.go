@@ -308,18 +308,8 @@ func TestHCPWebhook(t *testing.T) {
 // make the link inferred (never attested), with the evidence named.
 func TestPlanAndApplyLogInfer(t *testing.T) {
 	reg := registry(t)
-	srv := httptest.NewServer(Handler(reg, "s3cret-s3cret-s3cret", nil))
-	defer srv.Close()
-	post := func(path, body string) int {
-		req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer s3cret-s3cret-s3cret")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	api := runAPI(t, reg)
+	post := func(path, body string) int { code, _ := api(path, body); return code }
 	start := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	if s := post("/v1/runs", `{"run_key":"gh-77","tool":"terraform","orchestrator":"github","started_at":"2026-11-23T10:00:00Z"}`); s != 201 {
 		t.Fatalf("register: %d", s)
@@ -469,19 +459,11 @@ func TestRegistryWatchSeesOtherDaemons(t *testing.T) {
 // planned; one to anything else is not.
 func TestPlannedCreatesInThreeClouds(t *testing.T) {
 	reg := registry(t)
-	srv := httptest.NewServer(Handler(reg, "s3cret-s3cret-s3cret", nil))
-	defer srv.Close()
+	api := runAPI(t, reg)
 	post := func(path, body string) {
 		t.Helper()
-		req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer s3cret-s3cret-s3cret")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode >= 300 {
-			t.Fatalf("POST %s: %d", path, resp.StatusCode)
+		if code, out := api(path, body); code >= 300 {
+			t.Fatalf("POST %s: %d %s", path, code, out)
 		}
 	}
 	post("/v1/runs", `{"run_key":"gh-90","tool":"terraform","orchestrator":"github","started_at":"2026-11-23T10:00:00Z","scope":{"repo":"acme/infra","workspace":"acme/prod"}}`)
@@ -589,19 +571,7 @@ func TestMarkerOutsideItsWindowIsAReplay(t *testing.T) {
 // Terraform's, GitLab's and GitHub's vocabulary.
 func TestRunAPIAcceptsTheCISystemsWords(t *testing.T) {
 	reg := registry(t)
-	srv := httptest.NewServer(Handler(reg, "s3cret-s3cret-s3cret", nil))
-	defer srv.Close()
-	post := func(path, body string) (int, string) {
-		req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer s3cret-s3cret-s3cret")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	post := runAPI(t, reg)
 	if code, body := post("/v1/runs", `{"run_key":"gl-1","tool":"terraform","orchestrator":"gitlab","started_at":"2026-11-23T10:00:00Z",
 		"markers":{"session_name":"GitLabRunner-4711-998877","source_identity":["gitlab-4711-998877"]}}`); code != 201 {
 		t.Fatalf("markers by kind: %d %s", code, body)
@@ -628,5 +598,24 @@ func TestRunAPIAcceptsTheCISystemsWords(t *testing.T) {
 	post("/v1/runs", `{"run_key":"gh-x","tool":"terraform","orchestrator":"github","started_at":"2026-11-23T10:00:00Z"}`)
 	if code, body := post("/v1/runs/gh-x/finish", `{"status":"maybe"}`); code != 400 || !strings.Contains(body, "status") {
 		t.Errorf("an unknown status: %d %s", code, body)
+	}
+}
+
+// runAPI serves the run API on reg and returns a poster with the token.
+func runAPI(t *testing.T, reg *Registry) func(path, body string) (int, string) {
+	t.Helper()
+	srv := httptest.NewServer(Handler(reg, "s3cret-s3cret-s3cret", nil))
+	t.Cleanup(srv.Close)
+	return func(path, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer s3cret-s3cret-s3cret")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
 	}
 }
