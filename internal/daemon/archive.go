@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	tkjs "github.com/trailkeeper/trailkeeper/sink/jetstream"
@@ -58,7 +59,10 @@ func newArchiveRunner(reg prometheus.Registerer, log *slog.Logger, open func(con
 // waiting for ctx (ingestion goes on, /readyz fails; in a fleet the role
 // stays where it is rather than fail the same way on every daemon).
 func (r *archiveRunner) Run(ctx context.Context, a *worm.Archiver) error {
-	backoff := time.Second
+	// The pipeline's retry library: exponential, jittered, capped.
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval = time.Second, 30*time.Second
+	b.Reset()
 	for {
 		var err error
 		if a == nil {
@@ -72,7 +76,7 @@ func (r *archiveRunner) Run(ctx context.Context, a *worm.Archiver) error {
 			r.mu.Unlock()
 			err = a.Run(ctx)
 			if time.Since(started) > healthyAfter {
-				backoff = time.Second // it ran a while: a new failure
+				b.Reset() // it ran a while: a new failure
 			}
 		}
 		if ctx.Err() != nil || err == nil {
@@ -89,13 +93,13 @@ func (r *archiveRunner) Run(ctx context.Context, a *worm.Archiver) error {
 			return nil
 		}
 		r.set(err, false)
-		r.log.Error("archiver failed; restarting from the newest manifest", "err", err, "in", backoff)
+		wait := b.NextBackOff()
+		r.log.Error("archiver failed; restarting from the newest manifest", "err", err, "in", wait)
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, 30*time.Second)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -64,7 +65,10 @@ func (f *Follower) defaults() {
 // index's own last sequence, as after a restart: the index is a view the
 // daemon must not stop for.
 func (f *Follower) Run(ctx context.Context) error {
-	backoff := time.Second
+	// The pipeline's retry library: exponential, jittered, capped.
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval = time.Second, 30*time.Second
+	b.Reset()
 	for {
 		started := time.Now()
 		err := f.run(ctx, false)
@@ -80,15 +84,15 @@ func (f *Follower) Run(ctx context.Context) error {
 			continue
 		}
 		if time.Since(started) > time.Minute {
-			backoff = time.Second // it ran a while: a new failure
+			b.Reset() // it ran a while: a new failure
 		}
-		f.Logger.Error("index: following failed; retrying from the index's last sequence", "err", err, "in", backoff)
+		wait := b.NextBackOff()
+		f.Logger.Error("index: following failed; retrying from the index's last sequence", "err", err, "in", wait)
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, 30*time.Second)
 	}
 }
 
